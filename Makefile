@@ -1,0 +1,39 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export FLASK_APP := service
+
+.PHONY: run test install install-test translations lint typecheck check clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	$(MAKE) translations
+
+install-test: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	$(MAKE) translations
+
+translations:
+	$(BIN)/pybabel compile --use-fuzzy -d service/translations -f --statistics 2>/dev/null || \
+	  $(BIN)/pybabel compile -d service/translations
+
+# Embedded mode: SQLite in instance/, jobs in-process, mail to instance/outbox.
+run: install
+	ACTIONLIST_DEV=1 $(BIN)/alembic upgrade head
+	ACTIONLIST_DEV=1 $(BIN)/flask bootstrap
+	ACTIONLIST_DEV=1 $(BIN)/flask run --host 127.0.0.1 --port 5000
+
+# The whole suite. TEST_DATABASE_URL / TEST_REDIS_URL add PostgreSQL / Redis runs;
+# CI=true makes them required.
+test: install-test
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,22 @@
+"""The staff admin under /admin: server-rendered pages behind a login and roles.
+
+Every route of this blueprint needs a logged-in staff user (`_require_login` runs before
+each view, so a new route cannot forget it); views name the role they need with
+`@staff_required(Role.x)`, which refuses a POST with 403 as well as hiding its button.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+# Views register themselves on `bp` when imported.
+from . import (  # noqa: E402,F401
+    access,
+    dashboard,
+    lists,
+    records,
+    staff,
+    subscribers,
+)

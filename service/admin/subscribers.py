@@ -1,0 +1,174 @@
+"""Subscriber pages: search, detail, edit, unsubscribe, add by hand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from .. import db
+from ..extensions import client_ip
+from ..models import Role, Subscriber, Subscription, SubscriptionStatus
+from ..subscribers import Evidence, is_suppressed
+from ..subscriptions.gdpr import erase
+from . import bp, queries
+from .access import actor, audit, staff_required
+from .subscriber_changes import LOCALES, FormErrors, add_by_hand, read_profile, unsubscribe
+from .subscriber_changes import update_profile as apply_profile
+
+
+def staff_evidence(endpoint: str) -> Evidence:
+    return Evidence(
+        ip=client_ip(),
+        user_agent=request.headers.get("User-Agent", ""),
+        source="admin",
+        endpoint=endpoint,
+        actor=actor(),
+    )
+
+
+def _int_arg(name: str) -> int | None:
+    value = request.args.get(name, "")
+    return int(value) if value.isdigit() else None
+
+
+def _load(subscriber_id: int) -> Subscriber:
+    subscriber = db.session().scalars(
+        select(Subscriber)
+        .where(Subscriber.id == subscriber_id)
+        .options(
+            selectinload(Subscriber.subscriptions).joinedload(Subscription.mailing_list),
+            selectinload(Subscriber.consent_records),
+        )
+    ).first()
+    if subscriber is None:
+        abort(404)
+    return subscriber
+
+
+@bp.get("/subscribers")
+@staff_required(Role.viewer)
+def subscribers() -> Any:
+    session = db.session()
+    status = request.args.get("status", "")
+    lang = request.args.get("lang", "")
+    filters = queries.SubscriberFilters(
+        q=request.args.get("q", "")[:254],
+        list_slug=request.args.get("list", "")[:64],
+        status=status if status in {s.value for s in SubscriptionStatus} else "",
+        state=request.args.get("state", "")[:2],
+        locale=lang if lang in LOCALES else "",
+        before=_int_arg("before"),
+    )
+    return render_template(
+        "admin/subscribers.html",
+        page=queries.search_subscribers(session, filters),
+        filters=filters,
+        lists=queries.all_lists(session),
+        states=queries.known_states(session),
+        statuses=[s.value for s in SubscriptionStatus],
+    )
+
+
+@bp.get("/subscribers/<int:subscriber_id>")
+@staff_required(Role.viewer)
+def subscriber_detail(subscriber_id: int) -> Any:
+    return _detail_page(_load(subscriber_id), {})
+
+
+def _detail_page(subscriber: Subscriber, errors: dict[str, str]) -> Any:
+    session = db.session()
+    page = render_template(
+        "admin/subscriber.html",
+        s=subscriber,
+        deliveries=queries.subscriber_deliveries(session, subscriber.id),
+        suppressed=is_suppressed(session, subscriber.email),
+        errors=errors,
+        locales=LOCALES,
+    )
+    return page, 422 if errors else 200
+
+
+@bp.post("/subscribers/<int:subscriber_id>/edit")
+@staff_required(Role.editor)
+def subscriber_edit(subscriber_id: int) -> Any:
+    subscriber = _load(subscriber_id)
+    try:
+        profile = read_profile(request.form.to_dict())
+    except FormErrors as exc:
+        return _detail_page(subscriber, exc.errors)
+    changes = apply_profile(subscriber, profile)
+    if changes:
+        audit("subscriber.edit", "subscriber", subscriber.id, changes=changes)
+    db.session().commit()
+    flash("Saved." if changes else "Nothing changed.")
+    return redirect(url_for("admin.subscriber_detail", subscriber_id=subscriber.id))
+
+
+@bp.post("/subscribers/<int:subscriber_id>/unsubscribe")
+@staff_required(Role.editor)
+def subscriber_unsubscribe(subscriber_id: int) -> Any:
+    subscriber = _load(subscriber_id)
+    list_id = request.form.get("list_id", "")
+    if not list_id.isdigit():
+        abort(400)
+    session = db.session()
+    if unsubscribe(session, subscriber, int(list_id), staff_evidence("admin.unsubscribe")):
+        audit("subscriber.unsubscribe", "subscriber", subscriber.id, list_id=int(list_id))
+        session.commit()
+        flash("Unsubscribed.")
+    else:
+        flash("Not subscribed to that list.")
+    return redirect(url_for("admin.subscriber_detail", subscriber_id=subscriber.id))
+
+
+@bp.post("/subscribers/<int:subscriber_id>/erase")
+@staff_required(Role.admin)
+def subscriber_erase(subscriber_id: int) -> Any:
+    """Erase a person on their request: the same `erase` as POST /preferences/<token>.
+
+    Irreversible, so admins only, and the address must be typed again to confirm.
+    """
+    subscriber = _load(subscriber_id)
+    typed = request.form.get("confirm_email", "").strip().lower()
+    if typed != subscriber.email_key:
+        flash("Type the subscriber's address exactly to confirm the erasure.")
+        return redirect(url_for("admin.subscriber_detail", subscriber_id=subscriber.id))
+    session = db.session()
+    erase(session, subscriber, staff_evidence("admin.erase"))
+    session.commit()
+    flash("Erased. Only a keyed hash of the address remains, on the suppression list.")
+    return redirect(url_for("admin.subscribers"))
+
+
+@bp.route("/subscribers/new", methods=["GET", "POST"])
+@staff_required(Role.campaigner)
+def subscriber_new() -> Any:
+    session = db.session()
+    lists = queries.all_lists(session)
+    errors: dict[str, str] = {}
+    form = request.form.to_dict()
+    if request.method == "POST":
+        wanted = {int(v) for v in request.form.getlist("lists") if v.isdigit()}
+        chosen = [ml for ml in lists if ml.id in wanted]
+        try:
+            subscriber = add_by_hand(session, form, chosen, staff_evidence("admin.add"))
+        except FormErrors as exc:
+            errors = exc.errors
+        else:
+            session.flush()
+            audit(
+                "subscriber.add", "subscriber", subscriber.id,
+                lists=[ml.slug for ml in chosen],
+            )
+            session.commit()
+            flash("Subscriber added.")
+            return redirect(url_for("admin.subscriber_detail", subscriber_id=subscriber.id))
+    return render_template(
+        "admin/subscriber_new.html", lists=lists, errors=errors, form=form,
+        chosen={int(v) for v in request.form.getlist("lists") if v.isdigit()},
+        locales=LOCALES,
+    ), 422 if errors else 200
+

@@ -1,0 +1,36 @@
+"""The staff REST API under /api/v1 (bearer tokens) and the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, jsonify
+from flask_limiter.errors import RateLimitExceeded
+
+from ..extensions import api
+
+
+def register(app: Flask) -> None:
+    from ..subscriptions.api import blp as public_blp
+    from .lists import blp as lists_blp
+    from .subscribers import blp as subscribers_blp
+
+    api.spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer"}
+    )
+    for blueprint in (public_blp, lists_blp, subscribers_blp):
+        api.register_blueprint(blueprint)
+
+    from ..campaigns.api import register as register_campaigns
+
+    register_campaigns(app)
+
+    @app.errorhandler(RateLimitExceeded)
+    def _rate_limited(exc: RateLimitExceeded) -> Any:
+        from flask import render_template, request
+
+        if request.path.startswith("/api/"):
+            response = jsonify({"errors": {"_request": [f"Too many requests: {exc.description}"]}})
+            response.status_code = 429
+            return response
+        return render_template("public/rate_limited.html"), 429

@@ -1,0 +1,114 @@
+"""GET /api/v1/subscribers and /api/v1/subscribers/<id>."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from .. import db
+from ..auth import require_role
+from ..models import MailingList, Role, Subscriber, Subscription, SubscriptionStatus
+from ..subscribers import email_key
+from .schemas import SubscriberDetailOut, SubscriberPageOut
+
+blp = Blueprint("subscribers_api", __name__, url_prefix="/api/v1", description="Subscribers")
+
+
+class SubscriberQuery(Schema):
+    email = fields.String(validate=validate.Length(max=254))
+    list = fields.String(validate=validate.Length(max=64))
+    status = fields.String(validate=validate.OneOf([s.value for s in SubscriptionStatus]))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))
+    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+
+
+def subscriber_dict(s: Subscriber, *, detail: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": s.id,
+        "email": s.email,
+        "first_name": s.first_name,
+        "last_name": s.last_name,
+        "postal_code": s.postal_code,
+        "state": s.state,
+        "locale": s.locale,
+        "status": s.status.value,
+        "created_at": s.created_at,
+        "subscriptions": [
+            {
+                "list": sub.mailing_list.slug,
+                "status": sub.status.value,
+                "confirmed_at": sub.confirmed_at,
+                "unsubscribed_at": sub.unsubscribed_at,
+            }
+            for sub in s.subscriptions
+        ],
+    }
+    if detail:
+        data["attributes"] = s.attributes
+        data["consent_records"] = [
+            {
+                "id": c.id,
+                "action": c.action,
+                "list": c.mailing_list.slug if c.mailing_list else None,
+                "at": c.at,
+                "ip": c.ip,
+                "user_agent": c.user_agent,
+                "source": c.source,
+                "endpoint": c.endpoint,
+                "consent_text_version": c.consent_text_version,
+                "actor": c.actor,
+                "note": c.note,
+            }
+            for c in s.consent_records
+        ]
+    return data
+
+
+@blp.route("/subscribers", methods=["GET"])
+@blp.doc(security=[{"bearerAuth": []}])
+@require_role(Role.viewer)
+@blp.arguments(SubscriberQuery, location="query")
+@blp.response(200, SubscriberPageOut)
+def list_subscribers(args: dict[str, Any]) -> Any:
+    """Subscribers, newest first, filtered by address, list and subscription status."""
+    query = select(Subscriber).options(
+        selectinload(Subscriber.subscriptions).joinedload(Subscription.mailing_list)
+    )
+    if args.get("email"):
+        query = query.where(Subscriber.email_key == email_key(args["email"].strip()))
+    if args.get("list") or args.get("status"):
+        sub_filter = select(Subscription.subscriber_id)
+        if args.get("list"):
+            sub_filter = sub_filter.join(MailingList).where(MailingList.slug == args["list"])
+        if args.get("status"):
+            sub_filter = sub_filter.where(Subscription.status == args["status"])
+        query = query.where(Subscriber.id.in_(sub_filter))
+    page, per_page = args["page"], args["per_page"]
+    rows = list(
+        db.session().scalars(
+            query.order_by(Subscriber.id.desc()).offset((page - 1) * per_page).limit(per_page + 1)
+        )
+    )
+    return {
+        "items": [subscriber_dict(s) for s in rows[:per_page]],
+        "page": page,
+        "per_page": per_page,
+        "has_more": len(rows) > per_page,
+    }
+
+
+@blp.route("/subscribers/<int:subscriber_id>", methods=["GET"])
+@blp.doc(security=[{"bearerAuth": []}])
+@require_role(Role.viewer)
+@blp.response(200, SubscriberDetailOut)
+def get_subscriber(subscriber_id: int) -> Any:
+    """One subscriber with subscriptions and the consent ledger."""
+    subscriber = db.session().get(Subscriber, subscriber_id)
+    if subscriber is None:
+        abort(404, description="No such subscriber.")
+    return subscriber_dict(subscriber, detail=True)

@@ -1,0 +1,99 @@
+"""Staff identities: password hashing, API tokens and role checks."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import secrets
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import abort, g, request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import db
+from .db import utcnow
+from .models import ApiToken, Role, User
+
+F = TypeVar("F", bound=Callable[..., Any])
+_hasher = PasswordHasher()
+TOKEN_PREFIX = "al_"  # noqa: S105 - a marker, not a secret
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(stored_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(stored_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def create_user(session: Session, email: str, password: str, role: Role) -> User:
+    if len(password) < 10:
+        raise ValueError("Passwords need at least 10 characters.")
+    user = User(email=email.strip().lower(), password_hash=hash_password(password), role=role)
+    session.add(user)
+    return user
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_api_token(session: Session, name: str, role: Role) -> tuple[ApiToken, str]:
+    """Store the token's hash and return the token itself (shown once)."""
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(name=name, token_hash=token_digest(secret), prefix=secret[:10], role=role)
+    session.add(row)
+    return row, secret
+
+
+def authenticate_bearer() -> ApiToken | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    session = db.session()
+    row = session.scalars(
+        select(ApiToken).where(
+            ApiToken.token_hash == token_digest(token.strip()), ApiToken.revoked_at.is_(None)
+        )
+    ).first()
+    if row is not None:
+        row.last_used_at = utcnow()
+        session.commit()
+    return row
+
+
+def require_role(role: Role) -> Callable[[F], F]:
+    """API views: a valid bearer token with at least `role`, else 401/403."""
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            token = authenticate_bearer()
+            if token is None:
+                abort(401, description="A valid API token is required (Authorization: Bearer).")
+            if not token.role.allows(role):
+                abort(403, description=f"This needs the {role.value} role.")
+            g.actor = f"token:{token.name}"
+            g.actor_role = token.role
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+def load_user(user_id: str) -> User | None:
+    """Flask-Login's user loader (staff sessions of the admin)."""
+    if not user_id.isdigit():
+        return None
+    user = db.session().get(User, int(user_id))
+    return user if user is not None and user.active else None

@@ -1,0 +1,149 @@
+"""Settings read from the environment, in one place.
+
+`Settings.from_env()` is what production uses; tests pass a mapping of overrides to
+`create_app`. Every setting the CONTRACT names lives here, typed, with its default.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEV_SECRET_KEY = "dev-only-not-secret"  # noqa: S105 - only accepted in debug/`make run`
+
+
+class ConfigError(RuntimeError):
+    """The environment does not describe a runnable service."""
+
+
+def _split(value: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+
+
+def _bool(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = ""
+    redis_url: str = ""
+    secret_key: str = ""
+    secret_key_fallbacks: tuple[str, ...] = ()
+    # Keys the HMAC of suppressed addresses; must never change (defaults to SECRET_KEY).
+    suppression_hash_key: str = ""
+    public_url: str = "http://127.0.0.1:5000"
+    sendgrid_api_key: str = ""
+    sendgrid_api_host: str = "https://api.sendgrid.com"
+    sendgrid_timeout: float = 10.0
+    sendgrid_webhook_public_key: str = ""
+    webhook_max_age_seconds: int = 600
+    # This many blocked/deferred events for one address within the window suppress it.
+    soft_bounce_limit: int = 5
+    soft_bounce_window_seconds: int = 7 * 24 * 3600
+    mail_from: str = "actionlist <noreply@example.org>"
+    mail_reply_to: str = ""
+    org_name: str = "actionlist"
+    org_postal_address: str = ""
+    form_allowed_origins: tuple[str, ...] = ()
+    outbox_dir: str = ""
+    proxy_hops: int = 0
+    debug: bool = False
+    testing: bool = False
+    # Anti-abuse defaults (issue 2): per-IP limits and per-address confirmation throttles.
+    signup_rate_limit: str = "20/minute;200/hour"
+    confirm_mail_min_interval_seconds: int = 600
+    confirm_mail_max_per_day: int = 3
+    confirm_token_max_age_seconds: int = 7 * 24 * 3600
+    consent_text_version: str = "2026-11-v1"
+    # Queue names may be prefixed so several test runs can share one Redis.
+    queue_prefix: str = ""
+    # Campaign sending (issue 4): a claimed batch whose claim is older than this lease is
+    # presumed abandoned (worker killed) and requeued by the recovery pass.
+    campaign_lease_seconds: int = 60
+    campaign_batch_size: int = 1000
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: os._Environ[str] | dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        debug = _bool(env.get("FLASK_DEBUG")) or _bool(env.get("ACTIONLIST_DEV"))
+        return cls(
+            database_url=env.get("DATABASE_URL", ""),
+            redis_url=env.get("REDIS_URL", ""),
+            secret_key=env.get("SECRET_KEY", ""),
+            secret_key_fallbacks=_split(env.get("SECRET_KEY_FALLBACKS")),
+            suppression_hash_key=env.get("SUPPRESSION_HASH_KEY", ""),
+            public_url=env.get("PUBLIC_URL", cls.public_url).rstrip("/"),
+            sendgrid_api_key=env.get("SENDGRID_API_KEY", ""),
+            sendgrid_api_host=env.get("SENDGRID_API_HOST", cls.sendgrid_api_host).rstrip("/"),
+            sendgrid_timeout=float(env.get("SENDGRID_TIMEOUT", cls.sendgrid_timeout)),
+            sendgrid_webhook_public_key=env.get("SENDGRID_WEBHOOK_PUBLIC_KEY", ""),
+            webhook_max_age_seconds=int(
+                env.get("WEBHOOK_MAX_AGE_SECONDS", cls.webhook_max_age_seconds)
+            ),
+            soft_bounce_limit=int(env.get("SOFT_BOUNCE_LIMIT", cls.soft_bounce_limit)),
+            soft_bounce_window_seconds=int(
+                env.get("SOFT_BOUNCE_WINDOW_SECONDS", cls.soft_bounce_window_seconds)
+            ),
+            mail_from=env.get("MAIL_FROM", cls.mail_from),
+            mail_reply_to=env.get("MAIL_REPLY_TO", ""),
+            org_name=env.get("ORG_NAME", cls.org_name),
+            org_postal_address=env.get("ORG_POSTAL_ADDRESS", ""),
+            form_allowed_origins=tuple(
+                o.rstrip("/") for o in _split(env.get("FORM_ALLOWED_ORIGINS"))
+            ),
+            outbox_dir=env.get("OUTBOX_DIR", ""),
+            proxy_hops=int(env.get("PROXY_HOPS", "0")),
+            debug=debug,
+            signup_rate_limit=env.get("SIGNUP_RATE_LIMIT", cls.signup_rate_limit),
+            confirm_mail_min_interval_seconds=int(
+                env.get("CONFIRM_MAIL_MIN_INTERVAL", cls.confirm_mail_min_interval_seconds)
+            ),
+            confirm_mail_max_per_day=int(
+                env.get("CONFIRM_MAIL_MAX_PER_DAY", cls.confirm_mail_max_per_day)
+            ),
+            queue_prefix=env.get("QUEUE_PREFIX", ""),
+            campaign_lease_seconds=int(
+                env.get("CAMPAIGN_LEASE_SECONDS", cls.campaign_lease_seconds)
+            ),
+            campaign_batch_size=int(env.get("CAMPAIGN_BATCH_SIZE", cls.campaign_batch_size)),
+        )
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Settings:
+        known = {f.name for f in fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+        return replace(self, **overrides)
+
+    def resolved(self, instance_path: str) -> Settings:
+        """Fill defaults that depend on the instance folder and check the result."""
+        database_url = self.database_url or f"sqlite:///{Path(instance_path) / 'actionlist.db'}"
+        outbox_dir = self.outbox_dir or str(Path(instance_path) / "outbox")
+        secret_key = self.secret_key
+        if not secret_key:
+            if not (self.debug or self.testing):
+                raise ConfigError(
+                    "SECRET_KEY is not set: production refuses to start without one "
+                    "(use `make run` or FLASK_DEBUG=1 for development)"
+                )
+            secret_key = DEV_SECRET_KEY
+        return replace(
+            self,
+            database_url=database_url,
+            outbox_dir=outbox_dir,
+            secret_key=secret_key,
+            suppression_hash_key=self.suppression_hash_key or secret_key,
+        )
+
+    @property
+    def signing_keys(self) -> list[str]:
+        """Key list for itsdangerous: it signs with the last, verifies with all."""
+        return [*self.secret_key_fallbacks, self.secret_key]
+
+    @property
+    def uses_redis(self) -> bool:
+        return bool(self.redis_url)

@@ -1,0 +1,54 @@
+"""Flask extensions, created unbound here and bound to an app in `create_app`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import jsonify, request
+from flask_babel import Babel
+from flask_cors import CORS
+from flask_limiter import Limiter
+from flask_login import LoginManager
+from flask_smorest import Api
+from flask_wtf import CSRFProtect
+
+
+def client_ip() -> str:
+    """The client address. ProxyFix (PROXY_HOPS) has already resolved trusted hops."""
+    return request.remote_addr or "unknown"
+
+
+limiter = Limiter(key_func=client_ip, default_limits=[], headers_enabled=True)
+csrf = CSRFProtect()
+login_manager = LoginManager()
+babel = Babel()
+cors = CORS()
+class JsonApi(Api):
+    """flask-smorest, with the CONTRACT's error shape `{"errors": {field: [messages]}}`.
+
+    Only /api/ paths answer JSON; public pages keep Flask's HTML error pages.
+    """
+
+    def handle_http_exception(self, error: Any) -> Any:
+        if not request.path.startswith("/api/"):
+            return error
+        data = getattr(error, "data", None) or {}
+        messages = data.get("messages") or data.get("errors")
+        errors: dict[str, Any] = {}
+        if isinstance(messages, dict):
+            # webargs nests by location: {"json": {"email": [...]}}; flatten it.
+            for location, fields in messages.items():
+                if isinstance(fields, dict) and location in ("json", "form", "query", "files"):
+                    errors.update(fields)
+                else:
+                    errors[location] = fields
+        if not errors:
+            errors = {"_request": [data.get("message") or error.description or error.name]}
+        response = jsonify({"errors": errors})
+        response.status_code = error.code or 500
+        for key, value in (data.get("headers") or {}).items():
+            response.headers[key] = value
+        return response
+
+
+api = JsonApi()

@@ -1,0 +1,1 @@
+"""Outgoing mail: one Transport interface, SendGrid and outbox implementations, the sink."""

@@ -1,0 +1,444 @@
+"""The data model: who subscribed to what, with which consent; campaigns and deliveries.
+
+Enums are stored as short strings (portable between SQLite and PostgreSQL); their member
+names are the stored values, so they are lower-case on purpose.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .db import Base, utcnow
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT ids.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class SubscriberStatus(enum.StrEnum):
+    active = "active"
+    bounced = "bounced"
+    complained = "complained"
+
+
+class SubscriptionStatus(enum.StrEnum):
+    pending = "pending"
+    confirmed = "confirmed"
+    unsubscribed = "unsubscribed"
+
+
+class Role(enum.StrEnum):
+    viewer = "viewer"
+    editor = "editor"
+    campaigner = "campaigner"
+    admin = "admin"
+
+    @property
+    def rank(self) -> int:
+        return list(Role).index(self)
+
+    def allows(self, needed: Role) -> bool:
+        return self.rank >= needed.rank
+
+
+class CampaignKind(enum.StrEnum):
+    alert = "alert"
+    newsletter = "newsletter"
+
+
+class ContentFormat(enum.StrEnum):
+    markdown = "markdown"
+    html = "html"
+
+
+class CampaignStatus(enum.StrEnum):
+    draft = "draft"
+    scheduled = "scheduled"
+    sending = "sending"
+    paused = "paused"
+    sent = "sent"
+    cancelled = "cancelled"
+    failed = "failed"
+
+
+class BatchStatus(enum.StrEnum):
+    queued = "queued"
+    sending = "sending"
+    done = "done"
+    failed = "failed"
+
+
+class DeliveryStatus(enum.StrEnum):
+    queued = "queued"
+    sent = "sent"
+    failed = "failed"
+    skipped = "skipped"
+
+
+class SuppressionReason(enum.StrEnum):
+    bounce = "bounce"
+    complaint = "complaint"
+    erased = "erased"
+    manual = "manual"
+    soft_bounce = "soft_bounce"
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+    # Prefix search of the admin (migration 0500): LIKE 'abc%' on address and names.
+    __table_args__ = (
+        Index(
+            "ix_subscribers_email_key_prefix",
+            "email_key",
+            postgresql_ops={"email_key": "varchar_pattern_ops"},
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # `email` keeps the normalised form for display; `email_key` (lower-cased) is unique,
+    # so Alice@Example.org and alice@example.org are one person.
+    email: Mapped[str] = mapped_column(String(254))
+    email_key: Mapped[str] = mapped_column(String(254), unique=True)
+    first_name: Mapped[str] = mapped_column(String(100), default="")
+    last_name: Mapped[str] = mapped_column(String(100), default="")
+    postal_code: Mapped[str] = mapped_column(String(10), default="")
+    state: Mapped[str] = mapped_column(String(2), default="", index=True)
+    locale: Mapped[str] = mapped_column(String(5), default="en")
+    status: Mapped[SubscriberStatus] = mapped_column(default=SubscriberStatus.active)
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    subscriptions: Mapped[list[Subscription]] = relationship(
+        back_populates="subscriber", cascade="all, delete-orphan", passive_deletes=True
+    )
+    consent_records: Mapped[list[ConsentRecord]] = relationship(
+        back_populates="subscriber",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="ConsentRecord.id",
+    )
+
+
+# Case-insensitive name prefix search (migration 0500).
+Index("ix_subscribers_first_name_prefix", func.lower(Subscriber.first_name))
+Index("ix_subscribers_last_name_prefix", func.lower(Subscriber.last_name))
+
+
+class MailingList(Base):
+    __tablename__ = "mailing_lists"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name_en: Mapped[str] = mapped_column(String(200))
+    name_es: Mapped[str] = mapped_column(String(200), default="")
+    description_en: Mapped[str] = mapped_column(Text, default="")
+    description_es: Mapped[str] = mapped_column(Text, default="")
+    public: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def name_for(self, locale: str) -> str:
+        return (self.name_es if locale == "es" else "") or self.name_en
+
+    def description_for(self, locale: str) -> str:
+        return (self.description_es if locale == "es" else "") or self.description_en
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "list_id"),
+        Index("ix_subscriptions_list_status", "list_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    list_id: Mapped[int] = mapped_column(ForeignKey("mailing_lists.id", ondelete="CASCADE"))
+    status: Mapped[SubscriptionStatus] = mapped_column(default=SubscriptionStatus.pending)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    confirmed_at: Mapped[datetime | None]
+    unsubscribed_at: Mapped[datetime | None]
+
+    subscriber: Mapped[Subscriber] = relationship(back_populates="subscriptions")
+    mailing_list: Mapped[MailingList] = relationship(lazy="joined", innerjoin=True)
+
+
+class ConfirmationMail(Base):
+    """One confirmation mail queued for an address: the per-address throttle counts these."""
+
+    __tablename__ = "confirmation_mails"
+    __table_args__ = (Index("ix_confirmation_mails_subscriber_at", "subscriber_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Sorted list ids the mail asked to confirm, e.g. "1,2": a repeat within the
+    # interval is throttled, a different list is not.
+    list_ids: Mapped[str] = mapped_column(String(200), default="")
+    result: Mapped[str] = mapped_column(String(200), default="queued")
+
+
+class ConsentRecord(Base):
+    """Append-only ledger: every change of a subscription, with its evidence."""
+
+    __tablename__ = "consent_records"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    list_id: Mapped[int | None] = mapped_column(
+        ForeignKey("mailing_lists.id", ondelete="SET NULL")
+    )
+    action: Mapped[str] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    ip: Mapped[str] = mapped_column(String(45), default="")
+    user_agent: Mapped[str] = mapped_column(String(400), default="")
+    source: Mapped[str] = mapped_column(String(500), default="")
+    endpoint: Mapped[str] = mapped_column(String(100), default="")
+    consent_text_version: Mapped[str] = mapped_column(String(40), default="")
+    actor: Mapped[str] = mapped_column(String(200), default="subscriber")
+    note: Mapped[str] = mapped_column(Text, default="")
+
+    subscriber: Mapped[Subscriber] = relationship(back_populates="consent_records")
+    mailing_list: Mapped[MailingList | None] = relationship()
+
+
+class Suppression(Base):
+    """Addresses never to be mailed or silently re-added.
+
+    `email_hash` is an HMAC of the normalised, lower-cased address (see
+    `service.subscribers.email_hash`); `email` is kept for bounces and complaints so
+    staff can read it, and emptied for erasures.
+    """
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(254), default="")
+    reason: Mapped[SuppressionReason]
+    source: Mapped[str] = mapped_column(String(100), default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[Role] = mapped_column(default=Role.viewer)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    # Flask-Login protocol.
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))
+    role: Mapped[Role]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class AuditRecord(Base):
+    """Who did what to which object, and when (staff actions)."""
+
+    __tablename__ = "audit_records"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(60))
+    object_type: Mapped[str] = mapped_column(String(40))
+    object_id: Mapped[str] = mapped_column(String(40), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+campaign_lists = Table(
+    "campaign_lists",
+    Base.metadata,
+    Column("campaign_id", ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True),
+    Column("list_id", ForeignKey("mailing_lists.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[CampaignKind]
+    subject: Mapped[str] = mapped_column(String(300))
+    preheader: Mapped[str] = mapped_column(String(300), default="")
+    body: Mapped[str] = mapped_column(Text)
+    format: Mapped[ContentFormat] = mapped_column(default=ContentFormat.markdown)
+    # {"es": {"subject": ..., "body": ...}}
+    variants: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # {"states": [...], "postal_prefixes": [...], "locales": [...]}
+    segment: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    source_code: Mapped[str] = mapped_column(String(100), default="")
+    status: Mapped[CampaignStatus] = mapped_column(default=CampaignStatus.draft, index=True)
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    send_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    lists: Mapped[list[MailingList]] = relationship(secondary=campaign_lists)
+
+
+class Batch(Base):
+    """A slice of a campaign's frozen audience, claimed and sent as one SendGrid request."""
+
+    __tablename__ = "batches"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "seq"),
+        Index("ix_batches_campaign_status", "campaign_id", "status"),
+        Index("ix_batches_status_claimed", "status", "claimed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    seq: Mapped[int]
+    status: Mapped[BatchStatus] = mapped_column(default=BatchStatus.queued)
+    attempts: Mapped[int] = mapped_column(default=0)
+    claimed_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    message_id: Mapped[str] = mapped_column(String(100), default="")
+    error: Mapped[str] = mapped_column(Text, default="")
+
+
+class Delivery(Base):
+    """One audience member of one campaign: the per-recipient ledger."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "subscriber_id"),
+        Index("ix_deliveries_batch", "batch_id"),
+        Index("ix_deliveries_subscriber", "subscriber_id"),
+        Index("ix_deliveries_campaign_status", "campaign_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"))
+    # NULL once the subscriber is erased: the row still counts, the person is gone.
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL")
+    )
+    status: Mapped[DeliveryStatus] = mapped_column(default=DeliveryStatus.queued)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    message_id: Mapped[str] = mapped_column(String(100), default="")
+    sent_at: Mapped[datetime | None]
+    # Last event seen from the Event Webhook: delivered, bounce, dropped, ...
+    event_status: Mapped[str] = mapped_column(String(20), default="")
+
+
+class WebhookEvent(Base):
+    """One raw SendGrid Event Webhook event, stored before anything is done with it.
+
+    `dedup_key` is `sg_event_id` (or `content_key` when the event has none);
+    `content_key` hashes message id + event + timestamp + address, because SendGrid
+    sometimes re-sends an event under a new id. Both are unique, so ingestion is
+    idempotent. `processed_at` stays NULL until the effects are applied.
+    """
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (Index("ix_webhook_events_processed_at", "processed_at", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    dedup_key: Mapped[str] = mapped_column(String(100), unique=True)
+    # Hash of message id + event + timestamp + address (+ url): catches re-sent events
+    # that carry a new sg_event_id.
+    content_key: Mapped[str] = mapped_column(String(64), unique=True)
+    event: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None]
+
+
+class CampaignEventStat(Base):
+    """Event counts of a campaign per UTC hour (from the event's own timestamp)."""
+
+    __tablename__ = "campaign_event_stats"
+
+    campaign_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    event: Mapped[str] = mapped_column(String(32), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CampaignEventUnique(Base):
+    """Marks that one recipient did `event` (open, click) for a campaign: unique counts."""
+
+    __tablename__ = "campaign_event_uniques"
+
+    campaign_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    event: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # The subscriber id from custom_args, or a hash when the event names none.
+    recipient: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class CampaignLinkStat(Base):
+    """Clicks per link of a campaign (`url_hash` = sha256 of the URL)."""
+
+    __tablename__ = "campaign_link_stats"
+
+    campaign_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    url_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    clicks: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class SoftBounce(Base):
+    """A `blocked` or `deferred` event for an address; N in a window suppress it."""
+
+    __tablename__ = "soft_bounces"
+    __table_args__ = (Index("ix_soft_bounces_email_hash_at", "email_hash", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(default=utcnow)

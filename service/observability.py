@@ -1,0 +1,141 @@
+"""Logs that carry a request or job id, Prometheus metrics, and the health check."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, has_request_context, jsonify
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from rq import get_current_job
+from sqlalchemy import text
+
+from . import db
+
+bp = Blueprint("observability", __name__)
+
+
+class Metrics:
+    """All metrics of one app, in the app's own registry (no global state)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.signups = Counter(
+            "actionlist_signups_total", "Signup requests by outcome", ["outcome"], registry=r
+        )
+        self.confirmations = Counter(
+            "actionlist_confirmations_total", "Subscriptions confirmed", registry=r
+        )
+        self.mails = Counter(
+            "actionlist_mails_total", "Mails handed to the transport by kind and result",
+            ["kind", "result"], registry=r,
+        )
+        self.requests = Histogram(
+            "actionlist_http_request_seconds", "HTTP request latency", ["endpoint"], registry=r
+        )
+        self.queue_depth = Gauge(
+            "actionlist_queue_depth", "Jobs waiting per queue", ["queue"], registry=r
+        )
+        self.unsubscribes = Counter(
+            "actionlist_unsubscribes_total", "Unsubscribes by channel", ["channel"], registry=r
+        )
+        self.webhook_events = Counter(
+            "actionlist_webhook_events_total", "Event Webhook events by type and outcome",
+            ["event", "outcome"], registry=r,
+        )
+        self.campaign_recipients = Counter(
+            "actionlist_campaign_recipients_total", "Campaign recipients by result",
+            ["result"], registry=r,
+        )
+
+
+def metrics() -> Metrics:
+    m: Metrics = current_app.extensions["metrics"]
+    return m
+
+
+class ContextFilter(logging.Filter):
+    """Adds `request_id` and `job_id` to every log record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = g.get("request_id", "-") if has_request_context() else "-"
+        job = get_current_job()
+        record.job_id = job.id if job is not None else "-"
+        return True
+
+
+def configure_logging(app: Flask) -> None:
+    root = logging.getLogger()
+    if not any(isinstance(f, ContextFilter) for h in root.handlers for f in h.filters):
+        handler = logging.StreamHandler()
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s job=%(job_id)s] "
+                "%(message)s"
+            )
+        )
+        handler.addFilter(ContextFilter())
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+
+    @app.before_request
+    def _start() -> None:
+        g.request_id = secrets.token_hex(8)
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        from flask import request
+
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        started = g.get("started")
+        if started is not None:
+            metrics().requests.labels(request.endpoint or "unknown").observe(
+                time.perf_counter() - started
+            )
+        return response
+
+
+@bp.get("/healthz")
+def healthz() -> Any:
+    checks: dict[str, str] = {}
+    ok = True
+    try:
+        db.session().execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # a health check reports every failure, it never raises
+        checks["database"] = f"error: {type(exc).__name__}"
+        ok = False
+    try:
+        from .queue import task_queue
+
+        checks["queue"] = "ok" if task_queue().ping() else "error"
+        ok = ok and checks["queue"] == "ok"
+    except Exception as exc:
+        checks["queue"] = f"error: {type(exc).__name__}"
+        ok = False
+    body = {"status": "ok" if ok else "error", **checks}
+    return jsonify(body), (200 if ok else 503)
+
+
+@bp.get("/metrics")
+def prometheus() -> Response:
+    m = metrics()
+    try:
+        from .queue import task_queue
+
+        for name, depth in task_queue().depth().items():
+            m.queue_depth.labels(name).set(depth)
+    except Exception:  # depth is best effort; the scrape must still answer
+        logging.getLogger(__name__).warning("queue depth unavailable", exc_info=True)
+    return Response(generate_latest(m.registry), mimetype=CONTENT_TYPE_LATEST)

@@ -1,0 +1,247 @@
+"""Background work: RQ on Redis, or an in-process worker when no REDIS_URL is set.
+
+Jobs are plain functions that take ids and reload state. Code never enqueues directly
+from a request: it calls `enqueue_after_commit(...)`, and the job goes to the queue only
+once the current database transaction has committed, so a job never finds its row
+missing; a rollback drops it.
+
+Queues, in the order a worker serves them: `transactional` (confirmations and other
+mail a person is waiting for), `alerts`, `newsletters`, `default` (imports, housekeeping).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue as stdlib_queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, current_app
+from redis import Redis
+from rq import Queue, Retry, SimpleWorker
+from rq.job import Job
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from .config import Settings
+
+log = logging.getLogger(__name__)
+
+QUEUE_ORDER = ("transactional", "alerts", "newsletters", "default")
+
+# Transactional mail: retry transient failures with growing pauses (RQ needs the scheduler).
+MAIL_RETRY = (5, 30, 120, 600, 1800)
+
+
+@dataclass
+class JobRequest:
+    func: Callable[..., Any] | str
+    args: tuple[Any, ...]
+    queue: str = "transactional"
+    job_id: str | None = None
+    retry_intervals: tuple[int, ...] = ()
+    at: datetime | None = None
+    timeout: int = 600
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class TaskQueue:
+    """Where jobs go: RQ when Redis is configured, otherwise an in-process thread."""
+
+    def __init__(self, app: Flask, settings: Settings) -> None:
+        self.app = app
+        self.prefix = settings.queue_prefix
+        self.redis: Redis | None = (
+            Redis.from_url(settings.redis_url) if settings.redis_url else None
+        )
+        self.local: InProcessWorker | None = None if self.redis else InProcessWorker(app)
+
+    @property
+    def is_async_redis(self) -> bool:
+        return self.redis is not None
+
+    def name(self, queue: str) -> str:
+        return f"{self.prefix}{queue}"
+
+    def rq_queue(self, queue: str) -> Queue:
+        assert self.redis is not None
+        return Queue(self.name(queue), connection=self.redis)
+
+    def queues_in_order(self) -> list[Queue]:
+        return [self.rq_queue(q) for q in QUEUE_ORDER]
+
+    def submit(self, request: JobRequest) -> None:
+        if self.local is not None:
+            self.local.submit(request)
+            return
+        q = self.rq_queue(request.queue)
+        options: dict[str, Any] = {"job_timeout": request.timeout, "result_ttl": 3600}
+        if request.job_id:
+            options["job_id"] = request.job_id
+        if request.retry_intervals:
+            options["retry"] = Retry(
+                max=len(request.retry_intervals), interval=list(request.retry_intervals)
+            )
+        if request.at is not None:
+            q.enqueue_at(request.at, request.func, *request.args, **options)
+        else:
+            q.enqueue(request.func, *request.args, **options)  # type: ignore[type-var]
+
+    def depth(self) -> dict[str, int]:
+        if self.local is not None:
+            return {"in-process": self.local.pending()}
+        return {q: self.rq_queue(q).count for q in QUEUE_ORDER}
+
+    def ping(self) -> bool:
+        if self.redis is None:
+            return self.local is not None and self.local.alive()
+        return bool(self.redis.ping())
+
+    def make_worker(self, *, name: str | None = None) -> AppWorker:
+        assert self.redis is not None, "RQ workers need REDIS_URL"
+        return AppWorker(self.queues_in_order(), connection=self.redis, app=self.app, name=name)
+
+
+class AppWorker(SimpleWorker):
+    """An RQ worker that runs each job inside a fresh app context.
+
+    It does not fork per job: jobs are short and reuse the database pool. A job killed
+    with its worker stays in the StartedJobRegistry until RQ marks it abandoned, so
+    every job must be safe to run twice.
+    """
+
+    def __init__(self, *args: Any, app: Flask, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.flask_app = app
+
+    def perform_job(self, job: Job, queue: Queue) -> bool:
+        with self.flask_app.app_context():
+            return bool(super().perform_job(job, queue))
+
+
+def task_queue() -> TaskQueue:
+    tq: TaskQueue = current_app.extensions["queue"]
+    return tq
+
+
+def enqueue_after_commit(
+    session: Session,
+    func: Callable[..., Any],
+    *args: Any,
+    queue: str = "transactional",
+    job_id: str | None = None,
+    retry_intervals: tuple[int, ...] = (),
+    at: datetime | None = None,
+    timeout: int = 600,
+) -> None:
+    """Queue `func(*args)` once `session` commits; forget it on rollback."""
+    session.info.setdefault("jobs_after_commit", []).append(
+        JobRequest(func, args, queue, job_id, retry_intervals, at, timeout)
+    )
+
+
+def install_session_hooks(session_factory: Any, app: Flask) -> None:
+    @event.listens_for(session_factory, "after_commit")
+    def _flush_jobs(session: Session) -> None:
+        jobs: list[JobRequest] = session.info.pop("jobs_after_commit", [])
+        if jobs:
+            tq: TaskQueue = app.extensions["queue"]
+            for job in jobs:
+                tq.submit(job)
+
+    @event.listens_for(session_factory, "after_rollback")
+    def _drop_jobs(session: Session) -> None:
+        session.info.pop("jobs_after_commit", None)
+
+
+class InProcessWorker:
+    """Runs jobs on one background thread, with the same retries, for the embedded mode.
+
+    This is what `make run` uses: no Redis needed, and a request never waits for a job.
+    """
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.jobs: stdlib_queue.Queue[JobRequest] = stdlib_queue.Queue()
+        self.timers: list[threading.Timer] = []
+        self.lock = threading.Lock()
+        self.busy = 0
+        self.thread: threading.Thread | None = None
+
+    def alive(self) -> bool:
+        return True
+
+    def pending(self) -> int:
+        return self.jobs.qsize() + self.busy + len(self.timers)
+
+    def submit(self, request: JobRequest, attempt: int = 0) -> None:
+        request.extra["attempt"] = attempt
+        delay = 0.0
+        if request.at is not None:
+            delay = max(0.0, (request.at - datetime.now(UTC)).total_seconds())
+        if delay > 0:
+            self._later(delay, request)
+            return
+        with self.lock:
+            self.busy += 1  # counted until the job has run, so drain() cannot miss it
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._loop, name="jobs", daemon=True)
+                self.thread.start()
+        self.jobs.put(request)
+
+    def _later(self, delay: float, request: JobRequest) -> None:
+        request.at = None
+
+        def fire() -> None:
+            with self.lock:
+                self.timers.remove(timer)
+            self.submit(request, request.extra.get("attempt", 0))
+
+        timer = threading.Timer(delay, fire)
+        timer.daemon = True
+        with self.lock:
+            self.timers.append(timer)
+        timer.start()
+
+    def _loop(self) -> None:
+        while True:
+            request = self.jobs.get()
+            try:
+                self._run(request)
+            finally:
+                with self.lock:
+                    self.busy -= 1
+
+    def _run(self, request: JobRequest) -> None:
+        func = request.func
+        if isinstance(func, str):
+            module, _, attr = func.rpartition(".")
+            func = getattr(__import__(module, fromlist=[attr]), attr)
+        attempt = int(request.extra.get("attempt", 0))
+        with self.app.app_context():
+            try:
+                func(*request.args)
+            except Exception:
+                if attempt < len(request.retry_intervals):
+                    wait = request.retry_intervals[attempt]
+                    log.warning("job %s failed; retry %d in %ss", func, attempt + 1, wait,
+                                exc_info=True)
+                    request.extra["attempt"] = attempt + 1
+                    self._later(float(wait), request)
+                else:
+                    log.exception("job %s failed for good", func)
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Wait until no job is queued or running (tests, CLI commands)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                idle = self.busy == 0 and self.jobs.empty()
+            if idle:
+                return
+            time.sleep(0.01)
+        raise TimeoutError("in-process jobs did not finish in time")

@@ -1,0 +1,128 @@
+"""Addresses and people: normalisation, lookup, suppression and the consent ledger."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .config import Settings
+from .models import ConsentRecord, Subscriber, Suppression, SuppressionReason
+
+MAX_EMAIL_LENGTH = 254
+
+
+class InvalidEmail(ValueError):
+    pass
+
+
+def normalise_email(raw: str) -> str:
+    """The normalised address (IDN domains kept in Unicode), or raise InvalidEmail.
+
+    Syntax only: no DNS lookups, so a signup never waits on the network.
+    """
+    if not isinstance(raw, str):
+        raise InvalidEmail("Enter an email address.")
+    candidate = raw.strip()
+    if not candidate:
+        raise InvalidEmail("Enter an email address.")
+    if len(candidate) > MAX_EMAIL_LENGTH:
+        raise InvalidEmail(f"An email address has at most {MAX_EMAIL_LENGTH} characters.")
+    try:
+        result = validate_email(candidate, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidEmail(str(exc)) from exc
+    return str(result.normalized)
+
+
+def email_key(normalised: str) -> str:
+    """The case-insensitive identity of an address (unique in `subscribers.email_key`)."""
+    return normalised.lower()
+
+
+def email_hash(normalised: str, settings: Settings | None = None) -> str:
+    """Keyed hash that lets us recognise a suppressed address without storing it."""
+    settings = settings or current_app.extensions["settings"]
+    key = settings.suppression_hash_key.encode()
+    return hmac.new(key, email_key(normalised).encode(), hashlib.sha256).hexdigest()
+
+
+def find_subscriber(session: Session, normalised: str) -> Subscriber | None:
+    return session.scalars(
+        select(Subscriber).where(Subscriber.email_key == email_key(normalised))
+    ).first()
+
+
+def is_suppressed(session: Session, normalised: str, *, include_erased: bool = True) -> bool:
+    """Whether the address is on the suppression list.
+
+    An `erased` suppression only remembers that a person asked to be forgotten, so an
+    import or a staff action cannot silently re-add them. It does not block the person's
+    own fresh signup (new consent): the signup path passes `include_erased=False`.
+    Bounces, complaints and manual suppressions always block.
+    """
+    query = select(Suppression.id).where(Suppression.email_hash == email_hash(normalised))
+    if not include_erased:
+        query = query.where(Suppression.reason != SuppressionReason.erased)
+    return session.scalar(query) is not None
+
+
+def is_erased_or_suppressed(session: Session, normalised: str) -> bool:
+    """For imports and staff additions: refuse erased addresses as well as suppressed ones."""
+    return is_suppressed(session, normalised, include_erased=True)
+
+
+def forget_erasure(session: Session, normalised: str) -> bool:
+    """Drop the `erased` marker of an address once its owner gave new consent (confirmed)."""
+    row = session.scalars(
+        select(Suppression).where(
+            Suppression.email_hash == email_hash(normalised),
+            Suppression.reason == SuppressionReason.erased,
+        )
+    ).first()
+    if row is None:
+        return False
+    session.delete(row)
+    return True
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Where a consent change came from: stored with every ledger record."""
+
+    ip: str = ""
+    user_agent: str = ""
+    source: str = ""
+    endpoint: str = ""
+    actor: str = "subscriber"
+    consent_text_version: str = ""
+
+
+def record_consent(
+    session: Session,
+    subscriber: Subscriber,
+    action: str,
+    evidence: Evidence,
+    *,
+    list_id: int | None = None,
+    note: str = "",
+) -> ConsentRecord:
+    record = ConsentRecord(
+        subscriber=subscriber,
+        list_id=list_id,
+        action=action,
+        ip=evidence.ip[:45],
+        user_agent=evidence.user_agent[:400],
+        source=evidence.source[:500],
+        endpoint=evidence.endpoint[:100],
+        actor=evidence.actor[:200],
+        consent_text_version=evidence.consent_text_version[:40],
+        note=note,
+    )
+    session.add(record)
+    return record

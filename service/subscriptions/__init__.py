@@ -1,0 +1,1 @@
+"""Public signup, confirmation, preferences and unsubscribe."""

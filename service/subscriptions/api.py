@@ -1,0 +1,81 @@
+"""The public JSON signup endpoint (CORS for FORM_ALLOWED_ORIGINS)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import jsonify, request
+from flask_smorest import Blueprint
+from marshmallow import EXCLUDE, Schema, fields, validate
+
+from ..extensions import csrf, limiter
+from . import signup as logic
+from .views import SIGNUP_BODY_LIMIT, run_signup, signup_limit
+
+blp = Blueprint(
+    "public_api", __name__, url_prefix="/api/v1", description="Public signup (no token needed)"
+)
+
+
+class SubscriptionIn(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    email = fields.String(required=True, validate=validate.Length(min=1, max=254))
+    lists = fields.List(
+        fields.String(validate=validate.Length(min=1, max=64)),
+        required=True,
+        validate=validate.Length(min=1, max=20),
+    )
+    first_name = fields.String(load_default="", validate=validate.Length(max=100))
+    last_name = fields.String(load_default="", validate=validate.Length(max=100))
+    postal_code = fields.String(load_default="", validate=validate.Length(max=10))
+    lang = fields.String(load_default="en", validate=validate.OneOf(["en", "es"]))
+    source = fields.String(load_default="", validate=validate.Length(max=500))
+    website = fields.String(
+        load_default="", metadata={"description": "Honeypot: leave empty."}
+    )
+
+
+class PendingOut(Schema):
+    status = fields.String(metadata={"example": "pending"})
+
+
+class ErrorsOut(Schema):
+    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+
+
+@blp.before_request
+def _small_bodies() -> None:
+    request.max_content_length = SIGNUP_BODY_LIMIT
+
+
+@blp.route("/subscriptions", methods=["POST"])
+@limiter.limit(signup_limit)
+@csrf.exempt
+@blp.arguments(SubscriptionIn, location="json")
+@blp.response(202, PendingOut)
+@blp.alt_response(422, schema=ErrorsOut, description="Invalid input")
+@blp.alt_response(429, schema=ErrorsOut, description="Rate limited")
+def create_subscription(data: dict[str, Any]) -> Any:
+    """Sign up for one or more lists.
+
+    The answer is the same for new, pending, confirmed, unsubscribed and suppressed
+    addresses: a confirmation mail goes out only where one is needed.
+    """
+    form = logic.SignupForm(
+        email=data["email"],
+        lists=data["lists"],
+        first_name=data["first_name"],
+        last_name=data["last_name"],
+        postal_code=data["postal_code"],
+        lang=data["lang"],
+        source=data["source"] or request.headers.get("Origin", ""),
+    )
+    try:
+        run_signup(form, "api", data["website"])
+    except logic.ValidationErrors as exc:
+        response = jsonify({"errors": exc.errors})
+        response.status_code = 422
+        return response
+    return {"status": "pending"}

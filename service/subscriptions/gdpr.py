@@ -1,0 +1,138 @@
+"""GDPR: export everything we hold about a subscriber, and erase it.
+
+Erase deletes the subscriber row; subscriptions, consent records and confirmation-mail
+rows go with it (ON DELETE CASCADE), deliveries keep their counts with the subscriber
+set to NULL. What remains is a `Suppression(reason=erased, email="")` holding only the
+keyed hash of the normalised address, so imports and staff additions refuse the address
+(`is_erased_or_suppressed`) while the person's own fresh signup still works as new
+consent (`is_suppressed(..., include_erased=False)`); when that new signup is confirmed,
+`forget_erasure` removes the marker.
+
+The erasure itself is recorded without personal data: an `AuditRecord` (actor
+`subscriber`) and the suppression row's note carry the time and channel. A consent
+record would be deleted together with the person it belongs to.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..db import utcnow
+from ..models import (
+    AuditRecord,
+    Campaign,
+    Delivery,
+    Subscriber,
+    Subscription,
+    Suppression,
+    SuppressionReason,
+)
+from ..subscribers import Evidence, email_hash
+
+EXPORT_FORMAT = "actionlist.subscriber-export.v1"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def export_data(session: Session, subscriber: Subscriber) -> dict[str, Any]:
+    """Everything held about one subscriber, as JSON-ready data."""
+    subscriptions = session.scalars(
+        select(Subscription)
+        .where(Subscription.subscriber_id == subscriber.id)
+        .order_by(Subscription.list_id)
+    )
+    deliveries = session.execute(
+        select(Delivery, Campaign.name, Campaign.subject)
+        .join(Campaign, Campaign.id == Delivery.campaign_id)
+        .where(Delivery.subscriber_id == subscriber.id)
+        .order_by(Delivery.id)
+    )
+    return {
+        "format": EXPORT_FORMAT,
+        "exported_at": utcnow().isoformat(),
+        "profile": {
+            "id": subscriber.id,
+            "email": subscriber.email,
+            "first_name": subscriber.first_name,
+            "last_name": subscriber.last_name,
+            "postal_code": subscriber.postal_code,
+            "state": subscriber.state,
+            "locale": subscriber.locale,
+            "status": subscriber.status.value,
+            "attributes": subscriber.attributes,
+            "created_at": _iso(subscriber.created_at),
+            "updated_at": _iso(subscriber.updated_at),
+        },
+        "subscriptions": [
+            {
+                "list": sub.mailing_list.slug,
+                "name": sub.mailing_list.name_en,
+                "status": sub.status.value,
+                "created_at": _iso(sub.created_at),
+                "confirmed_at": _iso(sub.confirmed_at),
+                "unsubscribed_at": _iso(sub.unsubscribed_at),
+            }
+            for sub in subscriptions
+        ],
+        "consent_records": [
+            {
+                "action": c.action,
+                "list": c.mailing_list.slug if c.mailing_list else None,
+                "at": _iso(c.at),
+                "ip": c.ip,
+                "user_agent": c.user_agent,
+                "source": c.source,
+                "endpoint": c.endpoint,
+                "consent_text_version": c.consent_text_version,
+                "actor": c.actor,
+                "note": c.note,
+            }
+            for c in subscriber.consent_records
+        ],
+        "deliveries": [
+            {
+                "campaign": name,
+                "subject": subject,
+                "status": delivery.status.value,
+                "sent_at": _iso(delivery.sent_at),
+                "last_event": delivery.event_status,
+            }
+            for delivery, name, subject in deliveries
+        ],
+    }
+
+
+def erase(session: Session, subscriber: Subscriber, evidence: Evidence) -> None:
+    """Delete the person, keep only the keyed hash of the address. The caller commits."""
+    digest = email_hash(subscriber.email)
+    when = utcnow()
+    existing = session.scalars(select(Suppression).where(Suppression.email_hash == digest)).first()
+    if existing is None:
+        session.add(
+            Suppression(
+                email_hash=digest,
+                email="",
+                reason=SuppressionReason.erased,
+                source=evidence.endpoint or "preferences",
+                note=f"erased at the subscriber's request on {when.date().isoformat()}",
+            )
+        )
+    elif existing.reason != SuppressionReason.erased:
+        # A bounce or complaint keeps blocking; only the readable address goes.
+        existing.email = ""
+    session.add(
+        AuditRecord(
+            actor=evidence.actor,  # "subscriber", or "staff:<email>" from the admin
+            action="subscriber.erase",
+            object_type="subscriber",
+            object_id=str(subscriber.id),
+            detail={"channel": evidence.endpoint or "preferences"},
+        )
+    )
+    session.delete(subscriber)

@@ -1,0 +1,103 @@
+"""Background jobs of the subscription path. Jobs take ids and reload state."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import current_app
+from sqlalchemy import select
+
+from .. import db
+from ..mail.base import PermanentMailError, TransientMailError, Transport
+from ..mail.compose import transactional
+from ..models import ConfirmationMail, Subscriber, Subscription, SubscriptionStatus
+from ..observability import metrics
+from ..tokens import confirm_url
+
+log = logging.getLogger(__name__)
+
+
+def transport() -> Transport:
+    t: Transport = current_app.extensions["mail_transport"]
+    return t
+
+
+def send_confirmation(subscriber_id: int, list_ids: list[int], mail_id: int | None = None) -> str:
+    """Mail the confirmation link for the lists still pending. Safe to run twice."""
+    session = db.session()
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        return "subscriber gone"
+    pending = list(
+        session.scalars(
+            select(Subscription).where(
+                Subscription.subscriber_id == subscriber_id,
+                Subscription.list_id.in_(list_ids),
+                Subscription.status == SubscriptionStatus.pending,
+            )
+        )
+    )
+    if not pending:
+        return "nothing pending"
+    ids = [s.list_id for s in pending]
+    mail = transactional(
+        "confirm",
+        subscriber.locale,
+        subscriber.email,
+        subscriber.first_name,
+        first_name=subscriber.first_name,
+        lists=[s.mailing_list.name_for(subscriber.locale) for s in pending],
+        confirm_url=confirm_url(subscriber.id, ids),
+    )
+    try:
+        result = transport().send(mail)
+    except TransientMailError:
+        metrics().mails.labels("confirm", "retry").inc()
+        raise  # RQ's Retry (or the in-process worker) tries again later
+    except PermanentMailError as exc:
+        metrics().mails.labels("confirm", "failed").inc()
+        log.error("confirmation to subscriber %s refused: %s", subscriber_id, exc)
+        _record(mail_id, f"failed: {exc}")
+        return f"failed: {exc}"
+    metrics().mails.labels("confirm", "sent").inc()
+    _record(mail_id, f"sent {result.message_id}")
+    return f"sent {result.message_id}"
+
+
+def _record(mail_id: int | None, result: str) -> None:
+    session = db.session()
+    row = session.get(ConfirmationMail, mail_id) if mail_id is not None else None
+    if row is not None:
+        row.result = result[:200]
+        session.commit()
+
+
+def send_preferences_link(subscriber_id: int, mail_id: int | None = None) -> str:
+    """Mail a fresh preferences link (asked for on `GET /preferences`). Safe to run twice."""
+    from ..tokens import preferences_url
+
+    session = db.session()
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        return "subscriber gone"
+    mail = transactional(
+        "preferences_link",
+        subscriber.locale,
+        subscriber.email,
+        subscriber.first_name,
+        first_name=subscriber.first_name,
+        preferences_url=preferences_url(subscriber.id),
+    )
+    try:
+        result = transport().send(mail)
+    except TransientMailError:
+        metrics().mails.labels("preferences_link", "retry").inc()
+        raise
+    except PermanentMailError as exc:
+        metrics().mails.labels("preferences_link", "failed").inc()
+        log.error("preferences link to subscriber %s refused: %s", subscriber_id, exc)
+        _record(mail_id, f"failed: {exc}")
+        return f"failed: {exc}"
+    metrics().mails.labels("preferences_link", "sent").inc()
+    _record(mail_id, f"sent preferences link {result.message_id}")
+    return f"sent {result.message_id}"

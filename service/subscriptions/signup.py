@@ -1,0 +1,301 @@
+"""Signup and confirmation: the double opt-in path.
+
+The outcome of a signup is never shown to the person asking: new, pending, confirmed,
+unsubscribed and suppressed addresses all get the same answer (enumeration, list
+bombing). The outcome only feeds metrics.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..config import Settings
+from ..db import utcnow
+from ..models import (
+    ConfirmationMail,
+    MailingList,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+)
+from ..postal import normalise_postal_code, state_for
+from ..queue import MAIL_RETRY, enqueue_after_commit
+from ..subscribers import (
+    Evidence,
+    email_key,
+    find_subscriber,
+    forget_erasure,
+    is_suppressed,
+    normalise_email,
+    record_consent,
+)
+
+LOCALES = ("en", "es")
+NAME_MAX = 100
+POSTAL_MAX = 10
+SOURCE_MAX = 500
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class Outcome(enum.StrEnum):
+    created = "created"
+    pending = "pending"  # a confirmation mail is (re)queued
+    throttled = "throttled"  # would have mailed, but the per-address throttle said no
+    unchanged = "unchanged"  # already confirmed everywhere asked
+    suppressed = "suppressed"
+    honeypot = "honeypot"
+
+
+@dataclass
+class SignupForm:
+    email: str
+    lists: list[str]
+    first_name: str = ""
+    last_name: str = ""
+    postal_code: str = ""
+    lang: str = "en"
+    source: str = ""
+
+
+@dataclass
+class Validated:
+    email: str
+    lists: list[MailingList]
+    first_name: str
+    last_name: str
+    postal_code: str
+    lang: str
+    source: str
+
+
+@dataclass
+class ValidationErrors(Exception):
+    errors: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, name: str, message: str) -> None:
+        self.errors.setdefault(name, []).append(message)
+
+
+def _clean_text(errors: ValidationErrors, name: str, value: object, limit: int) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        errors.add(name, "Must be text.")
+        return ""
+    if _CONTROL.search(value):
+        errors.add(name, "Must not contain line breaks or control characters.")
+        return ""
+    cleaned = " ".join(value.split())
+    if len(cleaned) > limit:
+        errors.add(name, f"At most {limit} characters.")
+        return ""
+    return cleaned
+
+
+def validate(session: Session, form: SignupForm) -> Validated:
+    """Check every field; raise ValidationErrors naming each bad one."""
+    errors = ValidationErrors()
+    email = ""
+    try:
+        email = normalise_email(form.email)
+    except ValueError as exc:
+        errors.add("email", str(exc))
+    first = _clean_text(errors, "first_name", form.first_name, NAME_MAX)
+    last = _clean_text(errors, "last_name", form.last_name, NAME_MAX)
+    postal = normalise_postal_code(_clean_text(errors, "postal_code", form.postal_code, POSTAL_MAX))
+    source = _clean_text(errors, "source", form.source, SOURCE_MAX)
+    lang = form.lang or "en"
+    if lang not in LOCALES:
+        errors.add("lang", "Must be one of: en, es.")
+    slugs = form.lists
+    if not isinstance(slugs, list) or not all(isinstance(s, str) for s in slugs):
+        errors.add("lists", "Must be a list of list names.")
+        slugs = []
+    slugs = [s.strip() for s in slugs if s.strip()]
+    mailing_lists: list[MailingList] = []
+    if not slugs:
+        errors.add("lists", "Choose at least one list.")
+    elif len(slugs) > 20:
+        errors.add("lists", "Too many lists.")
+    else:
+        found = {
+            ml.slug: ml
+            for ml in session.scalars(
+                select(MailingList).where(MailingList.slug.in_(slugs), MailingList.public)
+            )
+        }
+        unknown = [s for s in dict.fromkeys(slugs) if s not in found]
+        if unknown:
+            errors.add("lists", f"Unknown list: {', '.join(u[:64] for u in unknown)}.")
+        mailing_lists = [found[s] for s in dict.fromkeys(slugs) if s in found]
+    if errors.errors:
+        raise errors
+    return Validated(email, mailing_lists, first, last, postal, lang, source)
+
+
+def _get_or_create_subscriber(session: Session, data: Validated) -> tuple[Subscriber, bool]:
+    subscriber = find_subscriber(session, data.email)
+    if subscriber is not None:
+        return subscriber, False
+    subscriber = Subscriber(
+        email=data.email,
+        email_key=email_key(data.email),
+        first_name=data.first_name,
+        last_name=data.last_name,
+        postal_code=data.postal_code,
+        state=state_for(data.postal_code),
+        locale=data.lang,
+        attributes={},
+    )
+    try:
+        with session.begin_nested():
+            session.add(subscriber)
+    except IntegrityError:
+        # Another request created the same address a moment ago: use that row.
+        existing = find_subscriber(session, data.email)
+        if existing is None:
+            raise
+        return existing, False
+    return subscriber, True
+
+
+def _fill_blanks(subscriber: Subscriber, data: Validated) -> None:
+    """An unconfirmed signup may add missing details but never overwrite existing ones."""
+    if not subscriber.first_name:
+        subscriber.first_name = data.first_name
+    if not subscriber.last_name:
+        subscriber.last_name = data.last_name
+    if not subscriber.postal_code and data.postal_code:
+        subscriber.postal_code = data.postal_code
+        subscriber.state = state_for(data.postal_code)
+
+
+def list_key(list_ids: list[int]) -> str:
+    return ",".join(str(i) for i in sorted(set(list_ids)))
+
+
+def may_send_confirmation(
+    session: Session, subscriber_id: int, list_ids: list[int], settings: Settings
+) -> bool:
+    """Per-address throttle against list bombing.
+
+    At most `confirm_mail_max_per_day` mails per address in 24 hours, and the same lists
+    not again within `confirm_mail_min_interval_seconds` (a person who joins another
+    list a minute later still gets that list's confirmation).
+    """
+    since = utcnow() - timedelta(hours=24)
+    rows = session.execute(
+        select(ConfirmationMail.at, ConfirmationMail.list_ids).where(
+            ConfirmationMail.subscriber_id == subscriber_id, ConfirmationMail.at > since
+        )
+    ).all()
+    if len(rows) >= settings.confirm_mail_max_per_day:
+        return False
+    recent = utcnow() - timedelta(seconds=settings.confirm_mail_min_interval_seconds)
+    key = list_key(list_ids)
+    return not any(at > recent and lists == key for at, lists in rows)
+
+
+def signup(session: Session, data: Validated, evidence: Evidence) -> Outcome:
+    """Record the signup and queue a confirmation mail. The caller commits."""
+    settings: Settings = current_app.extensions["settings"]
+    # An erased address may sign up again: that is new consent (see is_suppressed).
+    if is_suppressed(session, data.email, include_erased=False):
+        return Outcome.suppressed
+    subscriber, created = _get_or_create_subscriber(session, data)
+    if not created:
+        _fill_blanks(subscriber, data)
+    existing = {
+        s.list_id: s
+        for s in session.scalars(
+            select(Subscription).where(Subscription.subscriber_id == subscriber.id)
+        )
+    }
+    to_confirm: list[int] = []
+    for mailing_list in data.lists:
+        sub = existing.get(mailing_list.id)
+        if sub is not None and sub.status == SubscriptionStatus.confirmed:
+            continue
+        if sub is None:
+            sub = Subscription(subscriber_id=subscriber.id, list_id=mailing_list.id)
+            session.add(sub)
+        else:
+            sub.status = SubscriptionStatus.pending
+        record_consent(session, subscriber, "signup", evidence, list_id=mailing_list.id)
+        to_confirm.append(mailing_list.id)
+    if not to_confirm:
+        return Outcome.unchanged
+    if not may_send_confirmation(session, subscriber.id, to_confirm, settings):
+        return Outcome.throttled
+    mail = ConfirmationMail(subscriber_id=subscriber.id, list_ids=list_key(to_confirm))
+    session.add(mail)
+    session.flush()
+    from .jobs import send_confirmation
+
+    enqueue_after_commit(
+        session, send_confirmation, subscriber.id, to_confirm, mail.id, retry_intervals=MAIL_RETRY
+    )
+    return Outcome.created if created else Outcome.pending
+
+
+@dataclass
+class ConfirmResult:
+    valid: bool
+    confirmed: list[MailingList] = field(default_factory=list)
+    already: list[MailingList] = field(default_factory=list)
+    locale: str = "en"
+
+
+def pending_for_token(session: Session, subscriber_id: int, list_ids: list[int]) -> ConfirmResult:
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        return ConfirmResult(valid=False)
+    result = ConfirmResult(valid=True, locale=subscriber.locale)
+    for sub in _subscriptions(session, subscriber_id, list_ids, lock=False):
+        if sub.status == SubscriptionStatus.pending:
+            result.confirmed.append(sub.mailing_list)
+        elif sub.status == SubscriptionStatus.confirmed:
+            result.already.append(sub.mailing_list)
+    return result
+
+
+def _subscriptions(
+    session: Session, subscriber_id: int, list_ids: list[int], *, lock: bool = True
+) -> list[Subscription]:
+    if not list_ids:
+        return []
+    query = select(Subscription).where(
+        Subscription.subscriber_id == subscriber_id, Subscription.list_id.in_(list_ids)
+    )
+    return list(session.scalars(query.with_for_update(of=Subscription) if lock else query))
+
+
+def confirm(
+    session: Session, subscriber_id: int, list_ids: list[int], evidence: Evidence
+) -> ConfirmResult:
+    """Confirm every pending subscription the token names. Idempotent. The caller commits."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        return ConfirmResult(valid=False)
+    result = ConfirmResult(valid=True, locale=subscriber.locale)
+    now = utcnow()
+    for sub in _subscriptions(session, subscriber_id, list_ids):
+        if sub.status == SubscriptionStatus.pending:
+            sub.status = SubscriptionStatus.confirmed
+            sub.confirmed_at = now
+            record_consent(session, subscriber, "confirm", evidence, list_id=sub.list_id)
+            result.confirmed.append(sub.mailing_list)
+        elif sub.status == SubscriptionStatus.confirmed:
+            result.already.append(sub.mailing_list)
+    if result.confirmed:
+        # New, confirmed consent supersedes an earlier erasure of this address.
+        forget_erasure(session, subscriber.email)
+    return result

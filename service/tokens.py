@@ -1,0 +1,152 @@
+"""Signed links: one itsdangerous serializer per purpose.
+
+Each purpose has its own salt, so a confirmation token never works as an unsubscribe
+token. Serializers take the key list `[*SECRET_KEY_FALLBACKS, SECRET_KEY]`: they sign with
+the last key and accept any of them, which is how keys are rotated. Payloads carry ids,
+never an email address.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from .config import Settings
+
+
+class Purpose(enum.StrEnum):
+    confirm = "confirm"
+    unsubscribe = "unsubscribe"
+    preferences = "preferences"
+    export = "export"
+
+
+SALTS = {purpose: f"actionlist.{purpose.value}.v1" for purpose in Purpose}
+
+# How long a token of each purpose stays valid. Unsubscribe and preference links in mail
+# must keep working for as long as their key is in the key list (CAN-SPAM: >= 30 days),
+# so they are not timed; rotating SECRET_KEY out of the list retires them.
+MAX_AGE: dict[Purpose, int | None] = {
+    Purpose.confirm: 7 * 24 * 3600,
+    Purpose.unsubscribe: None,
+    Purpose.preferences: None,
+    Purpose.export: 24 * 3600,
+}
+
+
+class TokenError(Exception):
+    """The token is tampered with, expired, or for another purpose."""
+
+    def __init__(self, message: str, *, expired: bool = False) -> None:
+        super().__init__(message)
+        self.expired = expired
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.extensions["settings"]
+    return settings
+
+
+def serializer(purpose: Purpose, settings: Settings | None = None) -> URLSafeTimedSerializer:
+    keys = (settings or _settings()).signing_keys
+    return URLSafeTimedSerializer(keys, salt=SALTS[purpose])
+
+
+def make_token(purpose: Purpose, payload: dict[str, Any], settings: Settings | None = None) -> str:
+    return str(serializer(purpose, settings).dumps(payload))
+
+
+def read_token(
+    purpose: Purpose, token: str, settings: Settings | None = None, max_age: int | None = None
+) -> dict[str, Any]:
+    """Return the payload, or raise `TokenError`."""
+    return read_token_with_time(purpose, token, settings, max_age)[0]
+
+
+def read_token_with_time(
+    purpose: Purpose, token: str, settings: Settings | None = None, max_age: int | None = None
+) -> tuple[dict[str, Any], datetime]:
+    """Return the payload and when the token was signed, or raise `TokenError`."""
+    age = max_age if max_age is not None else MAX_AGE[purpose]
+    try:
+        payload, signed_at = serializer(purpose, settings).loads(
+            token, max_age=age, return_timestamp=True
+        )
+    except SignatureExpired as exc:
+        raise TokenError("This link has expired.", expired=True) from exc
+    except BadSignature as exc:
+        raise TokenError("This link is not valid.") from exc
+    if not isinstance(payload, dict) or not isinstance(payload.get("s"), int):
+        raise TokenError("This link is not valid.")
+    return payload, signed_at
+
+
+def signed_before(signed_at: datetime, created_at: datetime) -> bool:
+    """Whether a token predates the row it names.
+
+    SQLite reuses the highest row id after a delete, so once a subscriber is erased an
+    old link could name a different, newer person with the same id. A token is never
+    signed before its subscriber exists, so such a token is refused. (Token timestamps
+    have whole-second precision.)
+    """
+    created = created_at if created_at.tzinfo is not None else created_at.replace(tzinfo=UTC)
+    return signed_at < created.replace(microsecond=0)
+
+
+def public_url(path: str, settings: Settings | None = None) -> str:
+    return f"{(settings or _settings()).public_url}{path}"
+
+
+def confirm_url(subscriber_id: int, list_ids: list[int], settings: Settings | None = None) -> str:
+    token = make_token(Purpose.confirm, {"s": subscriber_id, "l": sorted(list_ids)}, settings)
+    return public_url(f"/confirm/{token}", settings)
+
+
+def unsubscribe_url(
+    subscriber_id: int,
+    list_ids: list[int] | None = None,
+    campaign_id: int | None = None,
+    settings: Settings | None = None,
+) -> str:
+    payload: dict[str, Any] = {"s": subscriber_id, "l": sorted(list_ids or [])}
+    if campaign_id is not None:
+        payload["c"] = campaign_id
+    token = make_token(Purpose.unsubscribe, payload, settings)
+    return public_url(f"/unsubscribe/{token}", settings)
+
+
+def preferences_url(subscriber_id: int, settings: Settings | None = None) -> str:
+    token = make_token(Purpose.preferences, {"s": subscriber_id}, settings)
+    return public_url(f"/preferences/{token}", settings)
+
+
+def list_unsubscribe_headers(
+    subscriber_id: int,
+    list_ids: list[int] | None = None,
+    campaign_id: int | None = None,
+    settings: Settings | None = None,
+) -> dict[str, str]:
+    """The RFC 2369 / RFC 8058 headers for one recipient."""
+    url = unsubscribe_url(subscriber_id, list_ids, campaign_id, settings)
+    return {
+        "List-Unsubscribe": f"<{url}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+
+
+def export_url(subscriber_id: int, settings: Settings | None = None) -> str:
+    """A short-lived (MAX_AGE[export]) link that downloads the subscriber's data as JSON."""
+    token = make_token(Purpose.export, {"s": subscriber_id}, settings)
+    return public_url(f"/export/{token}", settings)
+
+
+def list_ids_of(payload: dict[str, Any]) -> list[int]:
+    """The list ids a token names (`l`); an empty list means every list."""
+    lists = payload.get("l", [])
+    if not isinstance(lists, list):
+        return []
+    return [i for i in lists if isinstance(i, int) and not isinstance(i, bool)]

@@ -1,0 +1,179 @@
+"""Staff API: the suppression list (admin) and campaign statistics (viewer)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, g, jsonify, request
+from flask_smorest import Blueprint
+from marshmallow import EXCLUDE, Schema, fields, validate
+from sqlalchemy import select
+
+from .. import db
+from ..auth import require_role
+from ..models import (
+    AuditRecord,
+    Campaign,
+    Role,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+    SuppressionReason,
+)
+from ..subscribers import InvalidEmail, email_hash, email_key, normalise_email
+from .stats import campaign_stats
+
+suppressions_blp = Blueprint(
+    "suppressions_api", __name__, url_prefix="/api/v1", description="Suppression list (admin)"
+)
+stats_blp = Blueprint(
+    "campaign_stats_api", __name__, url_prefix="/api/v1", description="Campaign statistics"
+)
+
+
+class SuppressionOut(Schema):
+    id = fields.Integer()
+    email = fields.String(metadata={"description": "Empty for erased addresses."})
+    email_hash = fields.String()
+    reason = fields.String()
+    source = fields.String()
+    note = fields.String()
+    created_at = fields.DateTime()
+
+
+class SuppressionPageOut(Schema):
+    items = fields.List(fields.Nested(SuppressionOut))
+    page = fields.Integer()
+    per_page = fields.Integer()
+    has_more = fields.Boolean()
+
+
+class SuppressionQuery(Schema):
+    reason = fields.String(validate=validate.OneOf([r.value for r in SuppressionReason]))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))
+    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+
+
+class SuppressionIn(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    email = fields.String(required=True, validate=validate.Length(min=1, max=254))
+    note = fields.String(load_default="", validate=validate.Length(max=2000))
+
+
+class RemovalIn(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    reason = fields.String(required=True, validate=validate.Length(min=3, max=2000))
+
+
+def _suppression_dict(s: Suppression) -> dict[str, Any]:
+    return {"id": s.id, "email": s.email, "email_hash": s.email_hash, "reason": s.reason.value,
+            "source": s.source, "note": s.note, "created_at": s.created_at}
+
+
+def _errors(status: int, field: str, message: str) -> Any:
+    response = jsonify({"errors": {field: [message]}})
+    response.status_code = status
+    return response
+
+
+@suppressions_blp.route("/suppressions", methods=["GET"])
+@suppressions_blp.doc(security=[{"bearerAuth": []}])
+@require_role(Role.admin)
+@suppressions_blp.arguments(SuppressionQuery, location="query")
+@suppressions_blp.response(200, SuppressionPageOut)
+def list_suppressions(args: dict[str, Any]) -> Any:
+    """Suppressed addresses, newest first."""
+    query = select(Suppression)
+    if args.get("reason"):
+        query = query.where(Suppression.reason == args["reason"])
+    page, per_page = args["page"], args["per_page"]
+    rows = list(db.session().scalars(
+        query.order_by(Suppression.id.desc()).offset((page - 1) * per_page).limit(per_page + 1)
+    ))
+    return {"items": [_suppression_dict(s) for s in rows[:per_page]], "page": page,
+            "per_page": per_page, "has_more": len(rows) > per_page}
+
+
+@suppressions_blp.route("/suppressions", methods=["POST"])
+@suppressions_blp.doc(security=[{"bearerAuth": []}])
+@require_role(Role.admin)
+@suppressions_blp.arguments(SuppressionIn, location="json")
+@suppressions_blp.response(201, SuppressionOut)
+def add_suppression(data: dict[str, Any]) -> Any:
+    """Suppress an address by hand (reason `manual`); 409 if it is already suppressed."""
+    try:
+        email = normalise_email(data["email"])
+    except InvalidEmail as exc:
+        return _errors(422, "email", str(exc))
+    session = db.session()
+    digest = email_hash(email)
+    if session.scalar(select(Suppression.id).where(Suppression.email_hash == digest)):
+        return _errors(409, "email", "This address is already suppressed.")
+    suppression = Suppression(email_hash=digest, email=email, reason=SuppressionReason.manual,
+                              source=str(g.get("actor", "staff"))[:100], note=data["note"])
+    session.add(suppression)
+    session.flush()
+    session.add(AuditRecord(actor=g.get("actor", "staff"), action="suppression.add",
+                            object_type="suppression", object_id=str(suppression.id),
+                            detail={"reason": "manual", "note": data["note"]}))
+    session.commit()
+    return _suppression_dict(suppression)
+
+
+@suppressions_blp.route("/suppressions/<int:suppression_id>", methods=["DELETE"])
+@suppressions_blp.doc(security=[{"bearerAuth": []}])
+@require_role(Role.admin)
+@suppressions_blp.response(204)
+def remove_suppression(suppression_id: int) -> Any:
+    """Remove a suppression; needs `reason` (JSON body or query string), kept in the audit.
+
+    A bounced or complained subscriber becomes active again (mail may be sent to them);
+    their subscriptions stay as they are.
+    """
+    body = request.get_json(silent=True) if request.is_json else None
+    raw = {"reason": (body or {}).get("reason") or request.args.get("reason", "")}
+    errors = RemovalIn().validate(raw)
+    if errors:
+        return _errors(422, "reason", "Give a reason (at least 3 characters) for removing it.")
+    session = db.session()
+    suppression = session.get(Suppression, suppression_id)
+    if suppression is None:
+        abort(404, description="No such suppression.")
+    if suppression.reason == SuppressionReason.erased:
+        return _errors(409, "reason", "An erasure cannot be undone.")
+    subscriber: Subscriber | None = None
+    if suppression.email:
+        subscriber = session.scalars(
+            select(Subscriber)
+            .where(Subscriber.email_key == email_key(suppression.email))
+            .execution_options(populate_existing=True)
+        ).first()
+    reactivated = False
+    if subscriber is not None and subscriber.status != SubscriberStatus.active:
+        subscriber.status = SubscriberStatus.active
+        reactivated = True
+    session.add(AuditRecord(
+        actor=g.get("actor", "staff"), action="suppression.remove", object_type="suppression",
+        object_id=str(suppression.id),
+        detail={"reason": raw["reason"], "suppression_reason": suppression.reason.value,
+                "email_hash": suppression.email_hash, "subscriber_reactivated": reactivated},
+    ))
+    session.delete(suppression)
+    session.commit()
+    return ""
+
+
+@stats_blp.route("/campaigns/<int:campaign_id>/stats", methods=["GET"])
+@stats_blp.doc(security=[{"bearerAuth": []}])
+@require_role(Role.viewer)
+def get_campaign_stats(campaign_id: int) -> Any:
+    """Delivered, opens (total/unique), clicks (total/unique), bounces, spam reports,
+    unsubscribes: totals, hourly buckets (UTC) and the most-clicked links."""
+    session = db.session()
+    if session.get(Campaign, campaign_id) is None:
+        abort(404, description="No such campaign.")
+    return jsonify(campaign_stats(session, campaign_id))

@@ -1,0 +1,62 @@
+"""POST /webhooks/sendgrid: verify, store raw events, queue their processing."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+
+from .. import db
+from ..extensions import csrf
+from ..observability import metrics
+from ..queue import enqueue_after_commit
+from .effects import PROCESS_RETRY, has_pending_events, process_pending_events
+from .ingest import MalformedBatch, parse_events, store_events
+from .signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureRejected, verifier
+
+log = logging.getLogger(__name__)
+bp = Blueprint("webhooks", __name__)
+
+
+def _answer(status: int, **body: Any) -> Any:
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+@bp.route("/webhooks/sendgrid", methods=["POST"])
+@csrf.exempt
+def sendgrid_events() -> Any:
+    """SendGrid's signed Event Webhook.
+
+    Only storage happens here (one bulk insert), so SendGrid gets its 2xx quickly and a
+    failure while applying effects loses nothing; the effects run in a job on `default`.
+    """
+    check = verifier()
+    if check is None:
+        return _answer(503, error="The event webhook is not configured.")
+    raw = request.get_data(cache=False)
+    try:
+        check.verify(raw, request.headers.get(SIGNATURE_HEADER, ""),
+                     request.headers.get(TIMESTAMP_HEADER, ""))
+    except SignatureRejected as exc:
+        log.warning("webhook refused: %s", exc)
+        metrics().webhook_events.labels("", "rejected").inc()
+        return _answer(403, error="Signature verification failed.")
+    try:
+        events = parse_events(raw)
+    except MalformedBatch as exc:
+        return _answer(400, error=str(exc))
+    session = db.session()
+    result = store_events(session, events)
+    # Also when everything was a duplicate but rows are still pending: SendGrid retrying a
+    # batch whose job was never queued (e.g. Redis was down) must not leave them stuck.
+    if result.stored or has_pending_events(session):
+        enqueue_after_commit(session, process_pending_events, queue="default",
+                             retry_intervals=PROCESS_RETRY)
+    session.commit()
+    for (event, outcome), n in result.by_event.items():
+        metrics().webhook_events.labels(event, outcome).inc(n)
+    return _answer(200, received=result.received, stored=result.stored,
+                   duplicates=result.duplicates)

@@ -1,0 +1,142 @@
+"""The admin in a real browser: Playwright driving Debian Chromium against a live server."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from werkzeug.serving import make_server
+
+from service import PROJECT_ROOT, db
+from service.auth import create_user
+from service.models import Role, SubscriptionStatus
+
+from .conftest import PASSWORD
+from .factories import subscriber
+
+CHROMIUM = Path("/usr/bin/chromium")
+PORT = 18511
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists() and os.environ.get("CI", "").lower() != "true",
+        reason="Debian Chromium is not installed (apt-get install chromium)",
+    ),
+    pytest.mark.parametrize("backend", ["sqlite"], indirect=True),
+]
+
+
+@pytest.fixture
+def live_app(make_app: Callable[..., Flask], tmp_path: Path) -> Iterator[str]:
+    app = make_app(public_url=f"http://127.0.0.1:{PORT}")
+    with app.app_context():
+        session = db.session()
+        create_user(session, "admin@example.org", PASSWORD, Role.admin)
+        session.commit()
+        subscriber("ana.garcia@example.org", first_name="Ana", last_name="García",
+                   state="CA", locale="es", lists={"newsletter": SubscriptionStatus.confirmed})
+        subscriber("mallory@example.org", first_name="<script>alert(1)</script>",
+                   lists={"action-alerts": SubscriptionStatus.pending})
+        for i in range(30):
+            subscriber(f"member{i}@example.org", first_name=f"Member{i}",
+                       lists={"action-alerts": SubscriptionStatus.confirmed})
+        db.database().scoped.remove()
+    server = make_server("127.0.0.1", PORT, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{PORT}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+
+
+def test_staff_workflow_in_chromium(live_app: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    dialogs: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_app)
+            page = context.new_page()
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+            # Logged out: the admin sends us to the login form.
+            page.goto(f"{live_app}/admin/subscribers")
+            expect(page).to_have_url(f"{live_app}/admin/login?next=%2Fadmin%2Fsubscribers")
+            page.screenshot(path=str(ARTIFACTS / "admin-login.png"))
+            page.fill("#email", "admin@example.org")
+            page.fill("#password", PASSWORD)
+            page.click("button[type=submit]")
+            expect(page).to_have_url(f"{live_app}/admin/subscribers")
+
+            # Search by name prefix, then open the detail page.
+            page.fill("#q", "garc")
+            page.click("text=Search")
+            expect(page.locator("table tbody tr")).to_have_count(1)
+            expect(page.locator("table tbody")).to_contain_text("ana.garcia@example.org")
+            page.screenshot(path=str(ARTIFACTS / "admin-subscribers.png"), full_page=True)
+            page.click("text=ana.garcia@example.org")
+            expect(page.locator("h1")).to_contain_text("ana.garcia@example.org")
+            expect(page.locator("#postal_code")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "admin-subscriber.png"), full_page=True)
+
+            # A hostile name is shown as text, never run.
+            page.goto(f"{live_app}/admin/subscribers?q=mallory")
+            expect(page.locator("table tbody")).to_contain_text("<script>alert(1)</script>")
+            page.click("text=mallory@example.org")
+            expect(page.locator("#first_name")).to_have_value("<script>alert(1)</script>")
+
+            # Lists: the embed code for a combination, copied with the button.
+            page.click("nav >> text=Lists & forms")
+            page.screenshot(path=str(ARTIFACTS / "admin-lists.png"), full_page=True)
+            page.click("text=Embed code for a form with several lists")
+            code = page.locator("#embed-code").input_value()
+            assert f'action="{live_app}/subscribe"' in code
+            assert 'name="lists" value="newsletter"' in code
+            assert 'name="lists" value="action-alerts"' in code
+            page.click("text=Copy embed code")
+            expect(page.locator(".copied")).to_have_text("Copied.")
+            assert page.evaluate("navigator.clipboard.readText()") == code
+            preview = page.frame_locator("iframe.preview")
+            expect(preview.locator("input[name=email]")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "admin-embed.png"), full_page=True)
+
+            # The dashboard, with the chart drawn server-side.
+            page.click("nav >> text=Dashboard")
+            expect(page.locator("svg.chart rect.bar")).to_have_count(90)
+            expect(page.locator("table").first).to_contain_text("action-alerts")
+            page.screenshot(path=str(ARTIFACTS / "admin-dashboard.png"), full_page=True)
+
+            # Admin pages: users and tokens (the token is shown once).
+            page.click("nav >> text=API tokens")
+            page.fill("#name", "crm-sync")
+            page.click("text=Create token")
+            expect(page.locator("#new-token")).to_contain_text("al_")
+            page.click("text=Copy token")
+            expect(page.locator('.copied[data-for="new-token"]')).to_have_text("Copied.")
+            token = page.locator("#new-token").inner_text().strip()
+            assert page.evaluate("navigator.clipboard.readText()") == token
+            page.screenshot(path=str(ARTIFACTS / "admin-tokens.png"), full_page=True)
+            page.click("nav >> text=Users")
+            page.screenshot(path=str(ARTIFACTS / "admin-users.png"), full_page=True)
+
+            page.click("text=Log out")
+            expect(page).to_have_url(f"{live_app}/admin/login")
+            context.close()
+        finally:
+            browser.close()
+    assert dialogs == []

@@ -1,0 +1,54 @@
+"""Sending end to end: API → RQ jobs → SendGrid transport → the sink over HTTP."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from service.tokens import Purpose, read_token
+
+from .helpers import create, get, seed, to
+
+
+def test_every_recipient_gets_their_language_links_and_footer(
+    app: Flask, client: FlaskClient, api_token: Callable[[str], dict[str, str]],
+    run_jobs: Callable[[], None], sink,
+) -> None:
+    ids = seed(25, locale_es_every=5)
+    staff = api_token("campaigner")
+    campaign = create(client, staff, variants={"es": {"subject": "Hola {{ first_name }}",
+                                                       "body": "Hola {{ first_name }}."}},
+                      source_code="nov26")
+    cid = campaign["id"]
+    assert client.get(f"/api/v1/campaigns/{cid}/audience", headers=staff).get_json() == {
+        "count": 25}
+    assert client.post(f"/api/v1/campaigns/{cid}/send", headers=staff).status_code == 202
+    run_jobs()
+    data = get(client, staff, cid)
+    assert data["status"] == "sent"
+    assert data["counts"] | {} == {"total": 25, "queued": 0, "sent": 25, "failed": 0,
+                                   "skipped": 0}
+    messages = sink.messages()
+    assert Counter(to(m) for m in messages) == Counter(
+        f"person{i}@example.com" for i in range(25))
+    for m in messages:
+        i = int(to(m).removeprefix("person").split("@")[0])
+        if i % 5 == 0:
+            assert m["subject"] == f"Hola First{i}"
+            assert "Darse de baja" in m["html"] and "Darse de baja" in m["text"]
+        else:
+            assert m["subject"] == f"Hello First{i}"
+            assert "from CA" in m["text"] and "Unsubscribe" in m["html"]
+            assert "source=nov26" in m["html"]
+        url = m["headers"]["List-Unsubscribe"].strip("<>")
+        assert m["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        payload = read_token(Purpose.unsubscribe, url.rsplit("/", 1)[1])
+        assert payload["s"] == ids[i] and payload["c"] == cid
+        assert url in m["html"] and url in m["text"]
+        assert "/preferences/" in m["html"]
+        assert "Drug Policy Action" in m["html"] and "1 Main St, Springfield" in m["text"]
+        assert m["custom_args"] == {"campaign_id": str(cid), "subscriber_id": str(ids[i])}
+        assert "-@" not in m["html"] + m["text"] + m["subject"]

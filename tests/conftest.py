@@ -1,0 +1,247 @@
+"""Fixtures: the app on SQLite (embedded mode) and on PostgreSQL + Redis, the sink, jobs.
+
+`TEST_DATABASE_URL` (a PostgreSQL server URL; a fresh database is created per run) and
+`TEST_REDIS_URL` add the PostgreSQL + Redis backend. With `CI=true` both are required.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from flask import Flask
+from flask.testing import FlaskClient
+from redis import Redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from service import PROJECT_ROOT, create_app
+from service.db import Base
+
+if TYPE_CHECKING:
+    from service.mail.sink import SinkServer
+
+CI = os.environ.get("CI", "").lower() == "true"
+PG_URL = os.environ.get("TEST_DATABASE_URL", "")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
+KEEP_TABLES = {"mailing_lists", "alembic_version"}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if CI and not (PG_URL and REDIS_URL):
+        raise pytest.UsageError("CI=true needs TEST_DATABASE_URL and TEST_REDIS_URL")
+
+
+def backends() -> list[str]:
+    return ["sqlite", "postgres"] if (PG_URL and REDIS_URL) else ["sqlite"]
+
+
+def migrate(url: str) -> None:
+    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
+    cfg.attributes["url"] = url
+    command.upgrade(cfg, "head")
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    if not PG_URL:
+        pytest.skip("TEST_DATABASE_URL not set")
+    base = make_url(PG_URL).set(drivername="postgresql+psycopg")
+    name = f"actionlist_test_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = base.set(database=name).render_as_string(hide_password=False)
+    migrate(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis database of our own: claimed with SET NX so parallel runs don't collide."""
+    if not REDIS_URL:
+        pytest.skip("TEST_REDIS_URL not set")
+    base = Redis.from_url(REDIS_URL)
+    claim = f"actionlist-test-{os.getpid()}-{secrets.token_hex(3)}"
+    for number in range(1, 16):
+        if base.set(f"actionlist:testdb:{number}", claim, nx=True, ex=3600):
+            break
+    else:
+        raise RuntimeError("no free Redis database for tests")
+    url = REDIS_URL.rstrip("/").rsplit("/", 1)[0] if REDIS_URL.count("/") > 2 else REDIS_URL
+    url = f"{url.rstrip('/')}/{number}"
+    Redis.from_url(url).flushdb()
+    yield url
+    Redis.from_url(url).flushdb()
+    base.delete(f"actionlist:testdb:{number}")
+    base.close()
+
+
+@pytest.fixture(scope="session")
+def sink() -> Iterator[SinkServer]:
+    from service.mail.sink import SinkServer
+
+    server = SinkServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+def reset_database(url: str) -> None:
+    engine = create_engine(url)
+    tables = [t for t in reversed(Base.metadata.sorted_tables) if t.name not in KEEP_TABLES]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(table.delete())
+        conn.execute(
+            text("DELETE FROM mailing_lists WHERE slug NOT IN ('action-alerts', 'newsletter')")
+        )
+    engine.dispose()
+
+
+def app_config(backend: str, request: pytest.FixtureRequest, sink: SinkServer,
+               tmp_path: Path) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "testing": True,
+        "secret_key": "test-secret-key",
+        "public_url": "http://localhost",
+        "sendgrid_api_key": "SG.test",
+        "sendgrid_api_host": sink.url,
+        "sendgrid_timeout": 5.0,
+        "outbox_dir": str(tmp_path / "outbox"),
+        "mail_from": "Drug Policy Action <alerts@example.org>",
+        "org_name": "Drug Policy Action",
+        "org_postal_address": "1 Main St, Springfield, IL 62701",
+        "form_allowed_origins": ("http://partner.example",),
+        "signup_rate_limit": "1000/minute",
+    }
+    if backend == "postgres":
+        config["database_url"] = request.getfixturevalue("postgres_url")
+        config["redis_url"] = request.getfixturevalue("redis_url")
+        config["queue_prefix"] = "t-"
+    else:
+        config["database_url"] = request.getfixturevalue("sqlite_url")
+    return config
+
+
+@pytest.fixture(params=backends())
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make_app(
+    backend: str, request: pytest.FixtureRequest, sink: SinkServer, tmp_path: Path
+) -> Iterator[Callable[..., Flask]]:
+    """Build an app on the current backend with extra settings."""
+    base = app_config(backend, request, sink, tmp_path)
+    reset_database(base["database_url"])
+    if backend == "postgres":
+        Redis.from_url(base["redis_url"]).flushdb()
+    sink.clear()
+    sink.set_faults(0.0, [])
+    built: list[Flask] = []
+
+    def factory(**overrides: Any) -> Flask:
+        app = create_app({**base, **overrides})
+        built.append(app)
+        return app
+
+    yield factory
+    for app in built:
+        app.extensions["db"].engine.dispose()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Iterator[Flask]:
+    app = make_app()
+    with app.app_context():
+        yield app
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def run_jobs(app: Flask) -> Callable[..., None]:
+    """Run every queued job to completion: RQ SimpleWorker on Redis, or the in-process one.
+
+    `run_jobs(due_within=60)` also fast-forwards the clock: jobs scheduled to run within
+    that many seconds (retries after a back-off) are run now, until none is left.
+    """
+
+    def run(*, due_within: float = 0.0) -> None:
+        tq = app.extensions["queue"]
+        while True:
+            if tq.local is not None:
+                tq.local.drain()
+                early = _fire_local_timers(tq.local, due_within)
+            else:
+                tq.make_worker().work(burst=True)
+                early = _promote_scheduled(tq, due_within)
+            if not early:
+                return
+
+    return run
+
+
+def _fire_local_timers(local: Any, due_within: float) -> int:
+    timers = [t for t in list(local.timers) if t.interval <= due_within]
+    for timer in timers:
+        timer.cancel()
+        timer.function()
+    return len(timers)
+
+
+def _promote_scheduled(tq: Any, due_within: float) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    horizon = datetime.now(UTC) + timedelta(seconds=due_within)
+    promoted = 0
+    for queue in tq.queues_in_order():
+        registry = queue.scheduled_job_registry
+        for job_id in registry.get_job_ids():
+            if registry.get_scheduled_time(job_id) <= horizon:
+                job = queue.fetch_job(job_id)
+                registry.remove(job_id)
+                if job is not None:
+                    queue.enqueue_job(job)
+                    promoted += 1
+    return promoted
+
+
+@pytest.fixture
+def api_token(app: Flask) -> Callable[[str], dict[str, str]]:
+    from service import db
+    from service.auth import create_api_token
+    from service.models import Role
+
+    def headers(role: str = "admin") -> dict[str, str]:
+        session = db.session()
+        _row, secret = create_api_token(session, f"test-{role}", Role(role))
+        session.commit()
+        return {"Authorization": f"Bearer {secret}"}
+
+    return headers

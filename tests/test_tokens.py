@@ -1,0 +1,120 @@
+"""Signed links: tampering, purposes, key rotation, no address in the payload."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from service.tokens import (
+    Purpose,
+    confirm_url,
+    list_unsubscribe_headers,
+    make_token,
+    preferences_url,
+    unsubscribe_url,
+)
+
+from .subscriptions.selfservice_helpers import (
+    ONE_CLICK,
+    confirmed_subscriber,
+    list_ids,
+    path_of,
+    statuses,
+)
+
+
+def _flip(token: str, index: int) -> str:
+    char = token[index]
+    return token[:index] + ("A" if char != "A" else "B") + token[index + 1:]
+
+
+@pytest.fixture
+def pat(client, run_jobs, sink):
+    return confirmed_subscriber(client, run_jobs, sink, "pat@example.org", ["newsletter"])
+
+
+@pytest.mark.parametrize("where", [0, 10, -3])
+def test_tampered_token_is_refused_and_changes_nothing(app, client, pat, where):
+    url = path_of(unsubscribe_url(pat.id, list_ids("newsletter")))
+    prefix, token = url.rsplit("/", 1)
+    bad = f"{prefix}/{_flip(token, where)}"
+    assert client.get(bad).status_code == 400
+    assert client.post(bad, data=ONE_CLICK,
+                       content_type="application/x-www-form-urlencoded").status_code == 400
+    assert client.post(f"/preferences/{_flip(token, where)}", data={"action": "stop_all"}
+                       ).status_code == 400
+    assert statuses(pat.id) == {"newsletter": "confirmed"}
+
+
+def test_a_token_only_works_for_its_purpose(app, client, pat):
+    confirm_token = confirm_url(pat.id, list_ids("newsletter")).rsplit("/", 1)[1]
+    answer = client.post(f"/unsubscribe/{confirm_token}", data=ONE_CLICK,
+                         content_type="application/x-www-form-urlencoded")
+    assert answer.status_code == 400 and "not valid" in answer.get_data(as_text=True)
+    pref_token = preferences_url(pat.id).rsplit("/", 1)[1]
+    assert client.post(f"/unsubscribe/{pref_token}").status_code == 400
+    assert client.get(f"/export/{pref_token}").status_code == 400
+    unsub_token = unsubscribe_url(pat.id).rsplit("/", 1)[1]
+    assert client.get(f"/preferences/{unsub_token}").status_code == 400
+    assert client.post(f"/confirm/{unsub_token}").status_code == 400
+    assert statuses(pat.id) == {"newsletter": "confirmed"}
+
+
+def test_payload_carries_ids_not_the_address(app, pat):
+    for purpose in Purpose:
+        token = make_token(purpose, {"s": pat.id, "l": [1]})
+        body = token.split(".")[0]
+        payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        assert payload == {"s": pat.id, "l": [1]}
+        assert "example.org" not in token
+
+
+def test_list_unsubscribe_headers(app, pat):
+    headers = list_unsubscribe_headers(pat.id, list_ids("newsletter"), campaign_id=5)
+    assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert headers["List-Unsubscribe"].startswith("<http://localhost/unsubscribe/")
+
+
+def test_old_key_works_while_in_fallbacks_and_not_after(make_app, sink):
+    old = make_app(secret_key="key-2025")
+    with old.app_context():
+        pat = confirmed_subscriber(old.test_client(), _runner(old), sink, "pat@example.org",
+                                   ["newsletter", "action-alerts"])
+        news = path_of(unsubscribe_url(pat.id, list_ids("newsletter")))
+        alerts = path_of(unsubscribe_url(pat.id, list_ids("action-alerts")))
+        subscriber_id = pat.id
+
+    retired = make_app(secret_key="key-2026")
+    with retired.app_context():
+        client = retired.test_client(use_cookies=False)
+        assert client.get(news).status_code == 400
+        assert client.post(alerts, data=ONE_CLICK,
+                           content_type="application/x-www-form-urlencoded").status_code == 400
+        assert statuses(subscriber_id) == {"newsletter": "confirmed", "action-alerts": "confirmed"}
+
+    rotated = make_app(secret_key="key-2026", secret_key_fallbacks=("key-2025",))
+    with rotated.app_context():
+        client = rotated.test_client(use_cookies=False)
+        assert client.get(news).status_code == 200
+        response = client.post(news, data=ONE_CLICK,
+                               content_type="application/x-www-form-urlencoded")
+        assert response.status_code == 200
+        assert statuses(subscriber_id) == {"newsletter": "unsubscribed",
+                                           "action-alerts": "confirmed"}
+        # New links are signed with the new key only.
+        fresh = path_of(unsubscribe_url(subscriber_id, list_ids("action-alerts")))
+    with retired.app_context():
+        assert retired.test_client().get(fresh).status_code == 200
+
+
+def _runner(app):
+    def run() -> None:
+        tq = app.extensions["queue"]
+        if tq.local is not None:
+            tq.local.drain()
+        else:
+            tq.make_worker().work(burst=True)
+
+    return run

@@ -1,0 +1,260 @@
+"""What events do: deliveries, suppressions, subscriptions, consent records, statistics."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import func, select
+
+from service import db
+from service.models import (
+    ConsentRecord,
+    Delivery,
+    SoftBounce,
+    Subscriber,
+    SubscriberStatus,
+    SubscriptionStatus,
+    Suppression,
+    SuppressionReason,
+    WebhookEvent,
+)
+from service.subscribers import is_suppressed
+from service.webhooks.effects import process_pending_events
+from service.webhooks.stats import campaign_stats
+
+from .conftest import event
+
+
+def fresh(model, ident):
+    db.session().expire_all()
+    return db.session().get(model, ident)
+
+
+def delivery(sent, index=0) -> Delivery:
+    db.session().expire_all()
+    return db.session().scalars(
+        select(Delivery).where(Delivery.campaign_id == sent.campaign_id,
+                               Delivery.subscriber_id == sent.subscriber_ids[index])
+    ).one()
+
+
+def stats(sent) -> dict:
+    db.session().expire_all()
+    return campaign_stats(db.session(), sent.campaign_id)
+
+
+def test_duplicates_are_counted_once(post_events, run_jobs, sent_campaign):
+    sent = sent_campaign(1)
+    delivered = event("delivered", sent)
+    assert post_events([delivered]).json["stored"] == 1
+    again = post_events([delivered, delivered])  # SendGrid retried the batch
+    assert again.json == {"received": 2, "stored": 0, "duplicates": 2}
+    # The same event re-sent under a new sg_event_id is still the same event.
+    renamed = {**delivered, "sg_event_id": "a-brand-new-id"}
+    assert post_events([renamed]).json["stored"] == 0
+    # ...whereas an event without sg_event_id falls back to the content hash.
+    anonymous = event("open", sent)
+    del anonymous["sg_event_id"]
+    assert post_events([anonymous, dict(anonymous)]).json["stored"] == 1
+    run_jobs()
+    figures = stats(sent)
+    assert figures["delivered"] == 1 and figures["opens"] == 1
+    assert db.session().scalar(select(func.count()).select_from(WebhookEvent)) == 2
+
+
+def test_processing_is_idempotent(post_events, run_jobs, sent_campaign):
+    sent = sent_campaign(1)
+    post_events([event("delivered", sent), event("click", sent, url="https://x.example/a"),
+                 event("spamreport", sent)])
+    post_events([event("open", sent)])  # a second job is queued for this one
+    run_jobs()
+    first = stats(sent)
+    ledger = len(fresh(Subscriber, sent.subscriber_ids[0]).consent_records)
+    assert first["clicks"] == 1 and first["opens"] == 1 and first["spam_reports"] == 1
+    assert process_pending_events() == 0  # a job run again finds nothing pending
+    assert stats(sent) == first
+    assert len(fresh(Subscriber, sent.subscriber_ids[0]).consent_records) == ledger
+    assert all(r.processed_at is not None for r in db.session().scalars(select(WebhookEvent)))
+    assert first["top_links"] == [{"url": "https://x.example/a", "clicks": 1}]
+
+
+def test_hard_bounce_suppresses_and_a_new_signup_changes_nothing(
+    post_events, run_jobs, sent_campaign, client, sink
+):
+    sent = sent_campaign(2)
+    post_events([event("bounce", sent, 0, reason="550 5.1.1 no such user", type="bounce")])
+    run_jobs()
+    subscriber = fresh(Subscriber, sent.subscriber_ids[0])
+    assert subscriber.status == SubscriberStatus.bounced
+    assert is_suppressed(db.session(), sent.emails[0])
+    assert not is_suppressed(db.session(), sent.emails[1])
+    suppression = db.session().scalars(select(Suppression)).one()
+    assert suppression.reason == SuppressionReason.bounce
+    assert suppression.email == sent.emails[0]
+    assert "550 5.1.1" in suppression.note
+    records = [(r.action, r.actor) for r in subscriber.consent_records]
+    assert ("bounced", "webhook") in records
+    assert delivery(sent).event_status == "bounce"
+    assert delivery(sent).reason == "550 5.1.1 no such user"
+
+    sink.clear()
+    response = client.post("/api/v1/subscriptions",
+                           json={"email": sent.emails[0], "lists": ["action-alerts"]})
+    assert response.status_code == 202 and response.json == {"status": "pending"}
+    run_jobs()
+    assert sink.messages() == []
+    subscriber = fresh(Subscriber, sent.subscriber_ids[0])
+    assert subscriber.status == SubscriberStatus.bounced
+    assert is_suppressed(db.session(), sent.emails[0])
+    assert stats(sent)["bounces"] == 1
+
+
+def test_spam_report_suppresses_and_unsubscribes_from_everything(
+    post_events, run_jobs, sent_campaign, client, sink
+):
+    sent = sent_campaign(1)
+    post_events([event("delivered", sent), event("spamreport", sent)])
+    run_jobs()
+    subscriber = fresh(Subscriber, sent.subscriber_ids[0])
+    assert subscriber.status == SubscriberStatus.complained
+    assert {s.status for s in subscriber.subscriptions} == {SubscriptionStatus.unsubscribed}
+    assert len(subscriber.subscriptions) == 2
+    assert is_suppressed(db.session(), sent.emails[0])
+    assert db.session().scalars(select(Suppression)).one().reason == SuppressionReason.complaint
+    unsubscribed = [r for r in subscriber.consent_records if r.action == "unsubscribed"]
+    assert len(unsubscribed) == 2 and {r.actor for r in unsubscribed} == {"webhook"}
+
+    sink.clear()
+    response = client.post("/api/v1/subscriptions",
+                           json={"email": sent.emails[0], "lists": ["newsletter"]})
+    assert response.status_code == 202
+    run_jobs()
+    assert sink.messages() == []
+    subscriber = fresh(Subscriber, sent.subscriber_ids[0])
+    assert {s.status for s in subscriber.subscriptions} == {SubscriptionStatus.unsubscribed}
+    assert stats(sent)["spam_reports"] == 1
+
+
+def test_unsubscribe_events(post_events, run_jobs, sent_campaign):
+    sent = sent_campaign(2)
+    post_events([event("group_unsubscribe", sent, 0), event("unsubscribe", sent, 1)])
+    run_jobs()
+    first = fresh(Subscriber, sent.subscriber_ids[0])
+    # group_unsubscribe: the campaign's lists only (action-alerts), not the newsletter.
+    assert {s.mailing_list.slug: s.status.value for s in first.subscriptions} == {
+        "action-alerts": "unsubscribed", "newsletter": "confirmed"}
+    second = fresh(Subscriber, sent.subscriber_ids[1])
+    assert {s.status for s in second.subscriptions} == {SubscriptionStatus.unsubscribed}
+    assert second.status == SubscriberStatus.active  # not suppressed: may sign up again
+    assert not is_suppressed(db.session(), sent.emails[1])
+    assert stats(sent)["unsubscribes"] == 2
+
+
+def test_soft_bounces_suppress_after_the_configured_number(
+    make_app, signer, sent_campaign, run_jobs, app
+):
+    sent = sent_campaign(2)
+    from .conftest import URL, json_body
+
+    client = app.test_client()
+    now = int(time.time())
+    # The window counts from the events' own timestamps.
+    four = [event("deferred", sent, 0, response="451 try later", timestamp=now - 100 - i)
+            for i in range(4)]
+    old = event("deferred", sent, 0, timestamp=now - 8 * 86400)  # outside the 7-day window
+    four.append(old)
+    body = json_body(four)
+    assert client.post(URL, data=body, headers=signer.headers(body)).status_code == 200
+    run_jobs()
+    assert not is_suppressed(db.session(), sent.emails[0])
+    assert delivery(sent).event_status == "deferred"
+    body = json_body([event("blocked", sent, 0, reason="554 blocked", timestamp=now),
+                      event("deferred", sent, 1, timestamp=now)])
+    assert client.post(URL, data=body, headers=signer.headers(body)).status_code == 200
+    run_jobs()
+    assert is_suppressed(db.session(), sent.emails[0])
+    assert not is_suppressed(db.session(), sent.emails[1])
+    suppression = db.session().scalars(select(Suppression)).one()
+    assert suppression.reason == SuppressionReason.soft_bounce
+    assert db.session().scalar(select(func.count()).select_from(SoftBounce)) == 7
+    records = fresh(Subscriber, sent.subscriber_ids[0]).consent_records
+    assert [(r.action, r.actor) for r in records] == [("suppressed", "webhook")]
+
+
+def test_dropped_is_recorded_with_its_reason(post_events, run_jobs, sent_campaign):
+    sent = sent_campaign(1)
+    post_events([event("dropped", sent, reason="Bounced Address")])
+    run_jobs()
+    assert delivery(sent).event_status == "dropped"
+    assert delivery(sent).reason == "Bounced Address"
+    assert stats(sent)["dropped"] == 1
+
+
+def test_events_out_of_order(post_events, run_jobs, sent_campaign):
+    sent = sent_campaign(2)
+    open_event = event("open", sent, 0)
+    delivered = event("delivered", sent, 0, timestamp=open_event["timestamp"] - 5)
+    post_events([open_event])
+    run_jobs()
+    assert delivery(sent, 0).event_status == "open"
+    post_events([delivered, event("click", sent, 0, url="https://x.example/act")])
+    run_jobs()
+    assert delivery(sent, 0).event_status == "click"
+    post_events([event("delivered", sent, 0), event("open", sent, 0)])  # late, repeated
+    run_jobs()
+    assert delivery(sent, 0).event_status == "click"
+    assert delivery(sent, 1).event_status == ""
+    figures = stats(sent)
+    assert figures["delivered"] == 2 and figures["opens"] == 2
+    assert figures["unique_opens"] == 1 and figures["unique_clicks"] == 1
+
+
+def test_unknown_and_erased_subscribers_are_counted_without_personal_data(
+    post_events, run_jobs, sent_campaign
+):
+    sent = sent_campaign(1)
+    session = db.session()
+    session.delete(session.get(Subscriber, sent.subscriber_ids[0]))  # erased
+    session.commit()
+    post_events([
+        event("delivered", sent),
+        event("bounce", sent),
+        event("spamreport", sent),
+        event("bounce", None),  # an address we never had, no custom_args
+        {**event("bounce", None), "campaign_id": "99999", "subscriber_id": "abc"},
+    ])
+    run_jobs()
+    assert db.session().scalar(select(func.count()).select_from(Suppression)) == 0
+    assert db.session().scalar(select(func.count()).select_from(Subscriber)) == 0
+    assert db.session().scalar(select(func.count()).select_from(ConsentRecord)) == 0
+    figures = stats(sent)
+    assert figures["delivered"] == 1 and figures["bounces"] == 1
+    assert figures["spam_reports"] == 1
+
+
+def test_a_retried_batch_gets_stuck_events_processed(post_events, run_jobs, sent_campaign):
+    """Events stored but never queued (Redis down after commit) are picked up when SendGrid
+    retries the batch, although every event in it is then a duplicate."""
+    from service.webhooks.ingest import store_events
+
+    sent = sent_campaign(1)
+    batch = [event("delivered", sent), event("open", sent)]
+    session = db.session()
+    assert store_events(session, batch).stored == 2  # stored, no job queued
+    session.commit()
+    run_jobs()
+    assert stats(sent)["delivered"] == 0
+    assert post_events(batch).json["stored"] == 0
+    run_jobs()
+    assert stats(sent)["delivered"] == 1 and stats(sent)["opens"] == 1
+    assert delivery(sent).event_status == "open"
+
+
+def test_a_bounce_of_type_blocked_is_soft(post_events, run_jobs, sent_campaign):
+    sent = sent_campaign(1)
+    post_events([event("bounce", sent, type="blocked", reason="421 rate limited",
+                       timestamp=int(time.time()))])
+    run_jobs()
+    assert not is_suppressed(db.session(), sent.emails[0])
+    assert fresh(Subscriber, sent.subscriber_ids[0]).status == SubscriberStatus.active
+    assert db.session().scalars(select(SoftBounce)).one().reason == "421 rate limited"

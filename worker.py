@@ -1,0 +1,34 @@
+"""Start an RQ worker (with the scheduler) on the app's queues, in priority order.
+
+    python worker.py            # serves transactional, alerts, newsletters, default
+    python worker.py --burst    # exits when the queues are empty
+
+Run as many as you like, on as many machines as you like: every job is safe to run
+twice and campaign batches are claimed with a conditional UPDATE.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from service import create_app
+from service.queue import task_queue
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    parser.add_argument("--name", default=None, help="worker name (default: RQ's)")
+    args = parser.parse_args()
+    app = create_app()
+    with app.app_context():
+        from service.campaigns.recovery import recover, schedule_watchdog
+
+        recover()  # batches abandoned by a killed worker, campaigns due while none ran
+        schedule_watchdog()
+        worker = task_queue().make_worker(name=args.name)
+        worker.work(burst=args.burst, with_scheduler=True)
+
+
+if __name__ == "__main__":
+    main()
