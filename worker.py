@@ -26,6 +26,12 @@ def main() -> None:
 
         recover()  # batches abandoned by a killed worker, campaigns due while none ran
         schedule_watchdog()
+        # RQ forks its scheduler from this process: close every database connection first
+        # so the child inherits none (an inherited socket would outlive this process and
+        # could keep a transaction, and its locks, open).
+        database = app.extensions["db"]
+        database.scoped.remove()
+        database.engine.dispose()
         worker = task_queue().make_worker(name=args.name)
         worker.work(burst=args.burst, with_scheduler=True)
 

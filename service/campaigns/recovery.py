@@ -106,6 +106,7 @@ def schedule_watchdog() -> None:
         select(func.count()).select_from(Campaign)
         .where(Campaign.status.in_([CampaignStatus.scheduled, CampaignStatus.sending]))
     )
+    session.commit()  # end the read transaction whatever follows
     if not active:
         return
     period = settings().campaign_lease_seconds

@@ -126,9 +126,20 @@ def test_a_refused_api_key_pauses_the_campaign_with_the_reason(
 
 
 def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """worker.py in a process group of its own: RQ forks its scheduler into it."""
     with log.open("ab") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen([sys.executable, str(PROJECT_ROOT / "worker.py")], env=env,
-                                cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT)
+                                cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def _kill_group(worker: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the worker and its scheduler child, as a lost machine or container would."""
+    try:
+        os.killpg(worker.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    worker.wait()
 
 
 def test_a_worker_killed_mid_send_loses_no_one(
@@ -153,8 +164,7 @@ def test_a_worker_killed_mid_send_loses_no_one(
     deadline = time.monotonic() + 30
     while sink.stats()["personalizations"] < 4 * 5 and time.monotonic() < deadline:
         time.sleep(0.02)
-    worker.send_signal(signal.SIGKILL)
-    worker.wait()
+    _kill_group(worker)
     assert get(client, staff, cid)["status"] == "sending", log.read_text()
     sink.set_faults(0.0, [])
     time.sleep(2.1)  # the lease of the batch in flight runs out
@@ -166,7 +176,10 @@ def test_a_worker_killed_mid_send_loses_no_one(
             time.sleep(0.1)
     finally:
         survivor.terminate()
-        survivor.wait(10)
+        try:
+            survivor.wait(10)
+        finally:
+            _kill_group(survivor)
     data = get(client, staff, cid)
     assert data["status"] == "sent", log.read_text()
     assert data["counts"] == {"total": 80, "queued": 0, "sent": 80, "failed": 0, "skipped": 0}
