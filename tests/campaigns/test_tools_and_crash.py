@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -135,10 +136,8 @@ def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 
 def _kill_group(worker: subprocess.Popen[bytes]) -> None:
     """SIGKILL the worker and its scheduler child, as a lost machine or container would."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(worker.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     worker.wait()
 
 
