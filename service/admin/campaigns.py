@@ -38,6 +38,7 @@ _ERROR_FIELD = {"variants.es.subject": "es_subject", "variants.es.body": "es_bod
                 "segment.locales": "locales"}
 CHART_FIGURES = ("delivered", "opens", "clicks", "bounces", "unsubscribes")
 MAX_CHART_HOURS = 24 * 14
+MIN_CHART_HOURS = 24
 
 
 # ------------------------------------------------------------------ form ⇄ schema
@@ -353,12 +354,15 @@ def campaign_cancel(campaign_id: int) -> Any:
 
 
 def hourly_series(hourly: list[dict[str, Any]], figure: str) -> tuple[list[datetime], list[int]]:
-    """Every hour from the first event to the last (at most two weeks), gaps as zero."""
+    """Every hour from the first event to the last (at least a day, at most two weeks),
+    gaps as zero."""
     by_hour = {datetime.fromisoformat(row["hour"]): int(row.get(figure, 0)) for row in hourly}
     if not by_hour:
         return [], []
     first, last = min(by_hour), max(by_hour)
     first = max(first, last - timedelta(hours=MAX_CHART_HOURS - 1))
+    # At least a day on the axis: one busy hour is a bar, not the whole chart.
+    last = max(last, first + timedelta(hours=MIN_CHART_HOURS - 1))
     hours: list[datetime] = []
     moment = first
     while moment <= last:

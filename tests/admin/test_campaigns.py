@@ -160,6 +160,8 @@ def test_test_send_then_send_now_with_progress_and_statistics(
     # An address of a Spanish subscriber gets their variant, with their own name.
     assert tests == {"me@example.org": "[TEST] Rally Test",
                      "person0@example.com": "[TEST] Manifestación First0"}
+    assert {str(m["custom_args"]) for m in sink.messages()} == {
+        str({"test_of_campaign": str(campaign.id)})}  # not counted in the statistics
     assert status_of(campaign.id) == "draft"
     sink.clear()
 
@@ -173,7 +175,7 @@ def test_test_send_then_send_now_with_progress_and_statistics(
     assert (progress["sent"], progress["total"], progress["queued"]) == (12, 12, 0)
     assert progress["eta_seconds"] == 0 and progress["rate_per_minute"] > 0
     page = campaigner.get(f"/admin/campaigns/{campaign.id}").text
-    assert 'aria-valuenow="100.0"' in page and 'id="send-now"' not in page
+    assert 'aria-valuenow="100"' in page and 'id="send-now"' not in page
     listing = campaigner.get("/admin/campaigns").text
     assert "Rally" in listing and '<span class="badge sent">sent</span>' in listing
     again = campaigner.post(f"/admin/campaigns/{campaign.id}/send", {"mode": "now"})
@@ -195,7 +197,9 @@ def test_test_send_then_send_now_with_progress_and_statistics(
     assert stats.status_code == 200
     assert 'id="fig-delivered">13<' in stats.text
     assert "https://act.example.org/rsvp?source=nov26" in stats.text
-    assert stats.text.count('<rect class="bar"') == 4  # 10:00 … 13:00, the gaps as zero
+    # 10:00 … 13:00 with the gaps as zero, the axis stretched to a day.
+    assert stats.text.count('<rect class="bar"') == 24
+    assert "2026-11-25 11:00 UTC: 0" in stats.text and "2026-11-26 09:00 UTC: 0" in stats.text
     assert "2026-11-25 10:00 UTC: 12" in stats.text
     opens = campaigner.get(f"/admin/campaigns/{campaign.id}/stats?figure=opens").text
     assert "2026-11-25 10:00 UTC: 7" in opens
