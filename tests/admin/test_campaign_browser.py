@@ -96,8 +96,8 @@ def live(make_app: Callable[..., Flask], tmp_path: Path) -> Iterator[Live]:
     sink = SinkServer(webhook_url=f"{url}/webhooks/sendgrid", webhook_interval=0.5,
                       event_shares={"open": 0.6, "click": 0.5})
     sink.start()
-    # Each send request takes 0.4 s, so the progress bar has something to show.
-    sink.set_faults(1.0, ["slow"], slow_seconds=0.4)
+    # Each send request takes 1 s: sending 8 batches takes long enough to pause half-way.
+    sink.set_faults(1.0, ["slow"], slow_seconds=1.0)
     app = make_app(public_url=url, sendgrid_api_host=sink.url, campaign_batch_size=5,
                    sendgrid_webhook_public_key=sink.public_key_b64)
     conf = app.extensions["settings"]
@@ -188,11 +188,25 @@ def test_campaign_from_editor_to_statistics_in_chromium(live: Live) -> None:
                 lambda: [m for m in sink.messages() if m["to"][0]["email"] == "staff@example.org"],
                 "the test mail at the sink")
             assert test_mail[0]["subject"] == "[TEST] Rally Test"
+            page.click("#mail-es")
+            expect(page.frame_locator("#mail").locator("h1")).to_have_text("Únete")
             page.screenshot(path=str(ARTIFACTS / "admin-campaign-draft.png"), full_page=True)
 
-            # Send now; the bar follows the worker to 100 %.
+            # Send now; pause half-way, resume; the bar follows the worker to 100 %.
             page.click("#send-now")
             expect(page.locator("#progress-bar")).to_be_visible()
+            expect(page.locator('#progress-card[data-status="sending"]')).to_be_attached()
+            # The bar moves while the page polls (the first of 8 one-second batches is done).
+            expect(page.locator("#progress-done")).not_to_have_text("0")
+            page.click("#pause")
+            expect(page.locator(".flash")).to_have_text("Paused.")
+            expect(page.locator("#status")).to_have_text("paused")
+            halfway = float(page.locator("#progress-bar").get_attribute("aria-valuenow") or 0)
+            assert 0 < halfway < 100
+            expect(page.frame_locator("#mail").locator("h1")).to_have_text("Join us")
+            page.screenshot(path=str(ARTIFACTS / "admin-campaign-paused.png"), full_page=True)
+            page.click("#resume")
+            expect(page.locator(".flash")).to_have_text("Resumed.")
             expect(page.locator("#progress-bar")).to_have_attribute(
                 "aria-valuenow", "100", timeout=WAIT_S * 1000)
             expect(page.locator("#status")).to_have_text("sent", timeout=WAIT_S * 1000)
