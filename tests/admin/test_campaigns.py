@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from service import db
 from service.campaigns.lifecycle import transition
-from service.models import AuditRecord, Campaign, CampaignEventStat, CampaignLinkStat
+from service.db import utcnow
+from service.models import AuditRecord, Batch, Campaign, CampaignEventStat, CampaignLinkStat
 from tests.campaigns.helpers import seed, to
 
 from .conftest import Staff
@@ -174,6 +175,12 @@ def test_test_send_then_send_now_with_progress_and_statistics(
     assert progress["status"] == "sent" and progress["percent"] == 100.0
     assert (progress["sent"], progress["total"], progress["queued"]) == (12, 12, 0)
     assert progress["eta_seconds"] == 0 and progress["rate_per_minute"] > 0
+    assert progress["poll_ms"] == 1000
+    # The rate counts only batches finished in the last 30 seconds.
+    db.session().execute(update(Batch).values(finished_at=utcnow() - timedelta(seconds=31)))
+    db.session().commit()
+    later = campaigner.get(f"/admin/campaigns/{campaign.id}/progress").get_json()
+    assert later["rate_per_minute"] == 0 and later["percent"] == 100.0
     page = campaigner.get(f"/admin/campaigns/{campaign.id}").text
     assert 'aria-valuenow="100"' in page and 'id="send-now"' not in page
     listing = campaigner.get("/admin/campaigns").text
