@@ -17,6 +17,7 @@ from flask import Response, abort, flash, jsonify, redirect, render_template, re
 from marshmallow import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
+from werkzeug.datastructures import MultiDict
 
 from .. import db
 from ..campaigns import drafts
@@ -64,7 +65,7 @@ def form_values(form: Any) -> dict[str, Any]:
 
 def campaign_values(c: Campaign | None) -> dict[str, Any]:
     if c is None:
-        return form_values(request.args) | {"lists": []}
+        return form_values(MultiDict())
     es = (c.variants or {}).get("es") or {}
     segment = c.segment or {}
     return {
@@ -97,20 +98,27 @@ def schema_input(values: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _flatten(messages: Any, prefix: str = "") -> dict[str, str]:
-    """marshmallow's nested messages → {form field: first message}."""
+def _flatten(messages: Any, path: tuple[str, ...] = ()) -> dict[str, str]:
+    """marshmallow's nested messages → {form field: first message}.
+
+    `{"segment": {"states": {0: ["Length must be 2."]}}}` → `{"states": "Length must be 2."}`
+    (list indexes are dropped; `_ERROR_FIELD` maps dotted schema names to form fields).
+    """
     out: dict[str, str] = {}
     if isinstance(messages, dict):
         for key, value in messages.items():
-            name = f"{prefix}.{key}" if prefix and not str(key).isdigit() else (
-                prefix if str(key).isdigit() else str(key))
-            out.update({k: v for k, v in _flatten(value, name).items() if k not in out})
-    elif isinstance(messages, list) and messages and isinstance(messages[0], str):
-        field = _ERROR_FIELD.get(prefix, prefix)
-        out[field] = messages[0]
+            sub = path if str(key).isdigit() else (*path, *str(key).split("."))
+            for field, message in _flatten(value, sub).items():
+                out.setdefault(field, message)
     elif isinstance(messages, list):
+        texts = [m for m in messages if isinstance(m, str)]
+        if texts:
+            dotted = ".".join(path)
+            out[_ERROR_FIELD.get(dotted, dotted)] = texts[0]
         for item in messages:
-            out.update(_flatten(item, prefix))
+            if not isinstance(item, str):
+                for field, message in _flatten(item, path).items():
+                    out.setdefault(field, message)
     return out
 
 
@@ -197,7 +205,10 @@ def campaign_edit(campaign_id: int) -> Any:
     session = db.session()
     try:
         drafts.edit_draft(session, campaign, data, actor())
-    except (drafts.UnknownLists, drafts.NotADraft) as exc:
+    except drafts.NotADraft as exc:
+        session.rollback()
+        abort(409, description=str(exc))
+    except drafts.UnknownLists as exc:
         session.rollback()
         return _editor(campaign, values, {"lists": str(exc)}, 422)
     session.commit()
