@@ -304,3 +304,17 @@ def test_mail_frame_is_sandboxed_and_hostile_names_are_text(
         page = editor.get(url).text
         assert "<script>alert(1)</script>" not in page
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_campaign_list_pages_by_keyset(staff: Callable[[str], Staff]) -> None:
+    session = db.session()
+    session.add_all([Campaign(name=f"c{i:02d}", kind="newsletter", subject="s", body="b")
+                     for i in range(52)])
+    session.commit()
+    viewer = staff("viewer")
+    first = viewer.get("/admin/campaigns").text
+    assert first.count('<span class="badge draft">') == 50
+    assert ">c51<" in first and ">c02<" in first and ">c01<" not in first
+    older = viewer.get("/admin/campaigns?before=3").text
+    assert older.count('<span class="badge draft">') == 2 and ">c00<" in older
+    assert "/admin/campaigns?before=3" in first
