@@ -14,6 +14,7 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 # Views register themselves on `bp` when imported.
 from . import (  # noqa: E402,F401
     access,
+    campaigns,
     dashboard,
     lists,
     records,

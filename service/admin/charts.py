@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -25,8 +26,10 @@ class BarChart:
     last_label: str
 
 
-def bar_chart(days: list[date], counts: list[int], width: int = 720, height: int = 160) -> BarChart:
-    """Bars scaled to the busiest day; each bar carries its day and count as a tooltip."""
+def bar_chart(days: Sequence[date], counts: list[int], width: int = 720, height: int = 160,
+              fmt: Callable[[date], str] = date.isoformat) -> BarChart:
+    """Bars scaled to the busiest day (or hour); each bar carries its label and count as a
+    tooltip."""
     peak = max(counts, default=0)
     slot = width / max(len(counts), 1)
     bars = []
@@ -38,7 +41,7 @@ def bar_chart(days: list[date], counts: list[int], width: int = 720, height: int
                 y=round(height - h, 2),
                 width=round(max(slot - 1, 1), 2),
                 height=round(h, 2),
-                label=f"{day.isoformat()}: {n}",
+                label=f"{fmt(day)}: {n}",
             )
         )
     return BarChart(
@@ -46,6 +49,6 @@ def bar_chart(days: list[date], counts: list[int], width: int = 720, height: int
         height=height,
         bars=bars,
         peak=peak,
-        first_label=days[0].isoformat() if days else "",
-        last_label=days[-1].isoformat() if days else "",
+        first_label=fmt(days[0]) if days else "",
+        last_label=fmt(days[-1]) if days else "",
     )

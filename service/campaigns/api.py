@@ -6,83 +6,35 @@ Illegal state changes answer 409, bad input 422 (`{"errors": {field: [messages]}
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any
 
 from flask import Flask, g
 from flask_smorest import Blueprint, abort
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import select
 
 from .. import db
 from ..auth import require_role
-from ..models import Campaign, CampaignKind, ContentFormat, MailingList, Role
+from ..models import Campaign, Role
 from ..queue import enqueue_after_commit, task_queue
 from .audience import audience_count
-from .lifecycle import IllegalTransition, audit, require_transition
-from .render import ContentError, check_template
-from .sending import counts, request_send, resume, send_test
+from .drafts import (
+    CampaignIn,
+    CampaignPatch,
+    IllegalTransition,
+    NoLists,
+    NotADraft,
+    SendIn,
+    TestIn,
+    UnknownLists,
+    act,
+    create_draft,
+    edit_draft,
+    queue_test,
+)
+from .sending import counts
 
 blp = Blueprint("campaigns_api", __name__, url_prefix="/api/v1", description="Campaigns")
 
-US_STATES = 2
-
-
-class SegmentIn(Schema):
-    states = fields.List(fields.String(validate=validate.Length(equal=US_STATES)),
-                         load_default=list)
-    postal_prefixes = fields.List(fields.String(validate=validate.Length(min=1, max=10)),
-                                  load_default=list)
-    locales = fields.List(fields.String(validate=validate.OneOf(["en", "es"])), load_default=list)
-
-
-class VariantIn(Schema):
-    subject = fields.String(required=True, validate=validate.Length(min=1, max=300))
-    body = fields.String(required=True, validate=validate.Length(min=1))
-
-
-class VariantsIn(Schema):
-    es = fields.Nested(VariantIn)
-
-
-class CampaignIn(Schema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    kind = fields.String(required=True, validate=validate.OneOf([k.value for k in CampaignKind]))
-    subject = fields.String(required=True, validate=validate.Length(min=1, max=300))
-    preheader = fields.String(load_default="", validate=validate.Length(max=300))
-    body = fields.String(required=True, validate=validate.Length(min=1))
-    format = fields.String(load_default="markdown",
-                           validate=validate.OneOf([f.value for f in ContentFormat]))
-    lists = fields.List(fields.String(), required=True, validate=validate.Length(min=1))
-    segment = fields.Nested(SegmentIn, load_default=dict)
-    variants = fields.Nested(VariantsIn, load_default=dict)
-    source_code = fields.String(load_default="", validate=validate.Length(max=100))
-
-    @validates_schema
-    def _templates(self, data: dict[str, Any], **_: Any) -> None:
-        sources = {"subject": data.get("subject"), "body": data.get("body")}
-        for key, value in (data.get("variants") or {}).get("es", {}).items():
-            sources[f"variants.es.{key}"] = value
-        for field_name, source in sources.items():
-            if source is None:
-                continue
-            try:
-                check_template(source)
-            except ContentError as exc:
-                raise ValidationError(str(exc), field_name) from exc
-
-
-class CampaignPatch(CampaignIn):
-    class Meta:
-        partial = True
-
-
-class SendIn(Schema):
-    send_at = fields.AwareDateTime(load_default=None, default_timezone=UTC)
-
-
-class TestIn(Schema):
-    emails = fields.List(fields.Email(), required=True, validate=validate.Length(min=1, max=20))
 
 
 def campaign_out(c: Campaign) -> dict[str, Any]:
@@ -99,14 +51,6 @@ def campaign_out(c: Campaign) -> dict[str, Any]:
     }
 
 
-def _lists(slugs: list[str]) -> list[MailingList]:
-    found = list(db.session().scalars(select(MailingList).where(MailingList.slug.in_(slugs))))
-    missing = sorted(set(slugs) - {ml.slug for ml in found})
-    if missing:
-        abort(422, errors={"lists": [f"Unknown list: {', '.join(missing)}"]})
-    return found
-
-
 def _get(campaign_id: int) -> Campaign:
     campaign = db.session().get(Campaign, campaign_id)
     if campaign is None:
@@ -115,29 +59,16 @@ def _get(campaign_id: int) -> Campaign:
     return campaign
 
 
-def _apply(campaign: Campaign, data: dict[str, Any]) -> None:
-    for key in ("name", "subject", "preheader", "body", "source_code", "segment", "variants"):
-        if key in data:
-            setattr(campaign, key, data[key])
-    if "kind" in data:
-        campaign.kind = CampaignKind(data["kind"])
-    if "format" in data:
-        campaign.format = ContentFormat(data["format"])
-    if "lists" in data:
-        campaign.lists = _lists(data["lists"])
-
-
 @blp.route("/campaigns", methods=["POST"])
 @require_role(Role.editor)
 @blp.arguments(CampaignIn)
 def create_campaign(data: dict[str, Any]) -> Any:
     session = db.session()
-    campaign = Campaign(name=data["name"], kind=CampaignKind(data["kind"]), subject="", body="",
-                        created_by=g.actor)
-    _apply(campaign, data)
-    session.add(campaign)
-    session.flush()
-    audit(session, g.actor, "create", campaign.id)
+    try:
+        campaign = create_draft(session, data, g.actor)
+    except UnknownLists as exc:
+        session.rollback()
+        abort(422, errors={"lists": [str(exc)]})
     session.commit()
     return campaign_out(campaign), 201
 
@@ -161,10 +92,14 @@ def get_campaign(campaign_id: int) -> Any:
 def edit_campaign(data: dict[str, Any], campaign_id: int) -> Any:
     session = db.session()
     campaign = _get(campaign_id)
-    if campaign.status.value != "draft":
-        abort(409, message=f"Only drafts can be edited; this campaign is {campaign.status}.")
-    _apply(campaign, data)
-    audit(session, g.actor, "edit", campaign.id, fields=sorted(data))
+    try:
+        edit_draft(session, campaign, data, g.actor)
+    except NotADraft as exc:
+        session.rollback()
+        abort(409, message=str(exc))
+    except UnknownLists as exc:
+        session.rollback()
+        abort(422, errors={"lists": [str(exc)]})
     session.commit()
     return campaign_out(campaign)
 
@@ -179,12 +114,10 @@ def _act(campaign_id: int, action: str, **kwargs: Any) -> Any:
     session = db.session()
     campaign = _get(campaign_id)
     try:
-        if action == "send":
-            request_send(session, campaign, g.actor, kwargs.get("send_at"))
-        elif action == "resume":
-            resume(session, campaign, g.actor)
-        else:
-            require_transition(session, campaign, action, g.actor)
+        act(session, campaign, action, g.actor, kwargs.get("send_at"))
+    except NoLists as exc:
+        session.rollback()
+        abort(422, errors={"lists": [str(exc)]})
     except IllegalTransition as exc:
         session.rollback()
         abort(409, message=str(exc))
@@ -196,9 +129,6 @@ def _act(campaign_id: int, action: str, **kwargs: Any) -> Any:
 @require_role(Role.campaigner)
 @blp.arguments(SendIn)
 def send_campaign(data: dict[str, Any], campaign_id: int) -> Any:
-    campaign = _get(campaign_id)
-    if not campaign.lists:
-        abort(422, errors={"lists": ["Choose at least one list before sending."]})
     return _act(campaign_id, "send", send_at=data.get("send_at"))
 
 
@@ -226,8 +156,7 @@ def cancel_campaign(campaign_id: int) -> Any:
 def test_campaign(data: dict[str, Any], campaign_id: int) -> Any:
     session = db.session()
     campaign = _get(campaign_id)
-    enqueue_after_commit(session, send_test, campaign.id, list(data["emails"]), g.actor,
-                         queue="transactional")
+    queue_test(session, campaign, data["emails"], g.actor)
     session.commit()
     return {"status": "queued", "emails": data["emails"]}, 202
 

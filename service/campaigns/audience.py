@@ -62,6 +62,11 @@ def campaign_audience(campaign: Campaign) -> Select[Any]:
     return audience_query([ml.id for ml in campaign.lists], campaign.segment)
 
 
-def audience_count(session: Session, campaign: Campaign) -> int:
-    query = campaign_audience(campaign)
+def count_audience(session: Session, list_ids: list[int], segment: dict[str, Any] | None) -> int:
+    """How many people `audience_query` selects (the admin's live count of an unsaved draft)."""
+    query = audience_query(list_ids, segment)
     return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+
+
+def audience_count(session: Session, campaign: Campaign) -> int:
+    return count_audience(session, [ml.id for ml in campaign.lists], campaign.segment)

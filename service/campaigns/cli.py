@@ -7,8 +7,8 @@ import click
 from .. import db
 from ..models import Campaign
 from ..queue import task_queue
-from .lifecycle import IllegalTransition, require_transition
-from .sending import counts, request_send, resume
+from .drafts import IllegalTransition, NoLists, act
+from .sending import counts
 
 ACTOR = "cli"
 
@@ -24,13 +24,8 @@ def _run(campaign_id: int, action: str) -> None:
     if campaign is None:
         raise click.ClickException(f"No campaign {campaign_id}.")
     try:
-        if action == "send":
-            request_send(session, campaign, ACTOR)
-        elif action == "resume":
-            resume(session, campaign, ACTOR)
-        else:
-            require_transition(session, campaign, action, ACTOR)
-    except IllegalTransition as exc:
+        act(session, campaign, action, ACTOR)
+    except (IllegalTransition, NoLists) as exc:
         session.rollback()
         raise click.ClickException(str(exc)) from exc
     session.commit()

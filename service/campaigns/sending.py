@@ -465,6 +465,9 @@ def send_test(campaign_id: int, emails: list[str], actor: str) -> None:
         mail = build_mail(campaign, variant,
                           [personalization(campaign, variant, row, list_ids, conf)], conf)
         mail.categories.append("campaign-test")
+        for p in mail.personalizations:
+            # Events about a test mail must not count in the campaign's statistics.
+            p.custom_args = {"test_of_campaign": str(campaign_id)}
         transport().send(mail)
     audit(session, actor, "test", campaign_id, emails=emails)
     session.commit()

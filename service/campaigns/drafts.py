@@ -1,0 +1,211 @@
+"""Writing and acting on campaigns: the one implementation behind the REST API, the CLI
+and the staff admin.
+
+- `CampaignIn` / `CampaignPatch` validate a draft (the admin feeds its form through the
+  same schema the API uses, so both refuse the same input with the same messages);
+- `create_draft`, `edit_draft` write it, with an audit record;
+- `act` runs send / pause / resume / cancel through the state machine;
+- `queue_test` queues a test send;
+- `preview` renders a (possibly unsaved) campaign with the real renderer, for staff eyes.
+
+Nothing here commits: the caller commits (jobs queued with `enqueue_after_commit` go out
+with that commit).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..models import Campaign, CampaignKind, CampaignStatus, ContentFormat, MailingList
+from ..queue import enqueue_after_commit
+from .lifecycle import IllegalTransition, audit, require_transition
+from .render import ContentError, check_template, render_variant
+from .sending import request_send, resume, send_test
+
+US_STATE_LENGTH = 2
+ACTIONS = ("send", "pause", "resume", "cancel")
+# What a preview fills the per-person variables with.
+SAMPLE_PERSON = {
+    "first_name": "Ana", "last_name": "García", "email": "ana@example.org",
+    "state": "CA", "postal_code": "94110", "unsubscribe_url": "#unsubscribe",
+    "preferences_url": "#preferences",
+}
+
+
+class SegmentIn(Schema):
+    states = fields.List(fields.String(validate=validate.Length(equal=US_STATE_LENGTH)),
+                         load_default=list)
+    postal_prefixes = fields.List(fields.String(validate=validate.Length(min=1, max=10)),
+                                  load_default=list)
+    locales = fields.List(fields.String(validate=validate.OneOf(["en", "es"])), load_default=list)
+
+
+class VariantIn(Schema):
+    subject = fields.String(required=True, validate=validate.Length(min=1, max=300))
+    body = fields.String(required=True, validate=validate.Length(min=1))
+
+
+class VariantsIn(Schema):
+    es = fields.Nested(VariantIn)
+
+
+class CampaignIn(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    kind = fields.String(required=True, validate=validate.OneOf([k.value for k in CampaignKind]))
+    subject = fields.String(required=True, validate=validate.Length(min=1, max=300))
+    preheader = fields.String(load_default="", validate=validate.Length(max=300))
+    body = fields.String(required=True, validate=validate.Length(min=1))
+    format = fields.String(load_default="markdown",
+                           validate=validate.OneOf([f.value for f in ContentFormat]))
+    lists = fields.List(fields.String(), required=True, validate=validate.Length(min=1))
+    segment = fields.Nested(SegmentIn, load_default=dict)
+    variants = fields.Nested(VariantsIn, load_default=dict)
+    source_code = fields.String(load_default="", validate=validate.Length(max=100))
+
+    @validates_schema
+    def _templates(self, data: dict[str, Any], **_: Any) -> None:
+        sources = {"subject": data.get("subject"), "body": data.get("body")}
+        for key, value in (data.get("variants") or {}).get("es", {}).items():
+            sources[f"variants.es.{key}"] = value
+        for field_name, source in sources.items():
+            if source is None:
+                continue
+            try:
+                check_template(source)
+            except ContentError as exc:
+                raise ValidationError(str(exc), field_name) from exc
+
+
+class CampaignPatch(CampaignIn):
+    class Meta:
+        partial = True
+
+
+class SendIn(Schema):
+    send_at = fields.AwareDateTime(load_default=None, default_timezone=UTC)
+
+
+class TestIn(Schema):
+    emails = fields.List(fields.Email(), required=True, validate=validate.Length(min=1, max=20))
+
+
+class UnknownLists(ValueError):
+    """Some list slugs name no list (HTTP 422 on `lists`)."""
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(f"Unknown list: {', '.join(missing)}")
+        self.missing = missing
+
+
+class NotADraft(ValueError):
+    """Only drafts can be edited (HTTP 409)."""
+
+    def __init__(self, status: CampaignStatus) -> None:
+        super().__init__(f"Only drafts can be edited; this campaign is {status}.")
+
+
+class NoLists(ValueError):
+    """A campaign without lists cannot be sent (HTTP 422 on `lists`)."""
+
+    def __init__(self) -> None:
+        super().__init__("Choose at least one list before sending.")
+
+
+def resolve_lists(session: Session, slugs: list[str]) -> list[MailingList]:
+    found = list(session.scalars(select(MailingList).where(MailingList.slug.in_(slugs))))
+    missing = sorted(set(slugs) - {ml.slug for ml in found})
+    if missing:
+        raise UnknownLists(missing)
+    return found
+
+
+def apply_fields(session: Session, campaign: Campaign, data: dict[str, Any]) -> None:
+    """Copy validated `CampaignIn` data onto the campaign (only the keys present)."""
+    for key in ("name", "subject", "preheader", "body", "source_code", "segment", "variants"):
+        if key in data:
+            setattr(campaign, key, data[key])
+    if "kind" in data:
+        campaign.kind = CampaignKind(data["kind"])
+    if "format" in data:
+        campaign.format = ContentFormat(data["format"])
+    if "lists" in data:
+        campaign.lists = resolve_lists(session, data["lists"])
+
+
+def create_draft(session: Session, data: dict[str, Any], actor: str) -> Campaign:
+    campaign = Campaign(name=data["name"], kind=CampaignKind(data["kind"]), subject="", body="",
+                        created_by=actor)
+    apply_fields(session, campaign, data)
+    session.add(campaign)
+    session.flush()
+    audit(session, actor, "create", campaign.id)
+    return campaign
+
+
+def edit_draft(session: Session, campaign: Campaign, data: dict[str, Any], actor: str) -> None:
+    if campaign.status != CampaignStatus.draft:
+        raise NotADraft(campaign.status)
+    apply_fields(session, campaign, data)
+    audit(session, actor, "edit", campaign.id, fields=sorted(data))
+
+
+def act(session: Session, campaign: Campaign, action: str, actor: str,
+        send_at: datetime | None = None) -> None:
+    """send (now or at `send_at`), pause, resume or cancel; IllegalTransition if not allowed.
+
+    On IllegalTransition the caller rolls back.
+    """
+    if action == "send":
+        if not campaign.lists:
+            raise NoLists()
+        request_send(session, campaign, actor, send_at)
+    elif action == "resume":
+        resume(session, campaign, actor)
+    elif action in ACTIONS:
+        require_transition(session, campaign, action, actor)
+    else:
+        raise ValueError(f"unknown campaign action {action!r}")
+
+
+def queue_test(session: Session, campaign: Campaign, emails: list[str], actor: str) -> None:
+    """Queue the test send (the job renders and sends; it writes the audit record)."""
+    enqueue_after_commit(session, send_test, campaign.id, list(emails), actor,
+                         queue="transactional")
+
+
+def unsaved(data: dict[str, Any]) -> Campaign:
+    """A transient campaign from validated data (never added to a session): for previews."""
+    campaign = Campaign(
+        id=0, name=data.get("name") or "", kind=CampaignKind(data.get("kind") or "newsletter"),
+        subject=data.get("subject") or "", preheader=data.get("preheader") or "",
+        body=data.get("body") or "", format=ContentFormat(data.get("format") or "markdown"),
+        variants=data.get("variants") or {}, source_code=data.get("source_code") or "",
+        updated_at=datetime.now(UTC),
+    )
+    return campaign
+
+
+def preview(campaign: Campaign, locale: str) -> dict[str, str]:
+    """The mail of one language as a sample subscriber would get it (subject, HTML, text)."""
+    variant = render_variant(campaign, locale)
+    subs = variant.substitutions(SAMPLE_PERSON)
+
+    def fill(text: str) -> str:
+        for key, value in subs.items():
+            text = text.replace(key, value)
+        return text
+
+    return {"locale": locale, "subject": fill(variant.subject), "html": fill(variant.html),
+            "text": fill(variant.text)}
+
+
+__all__ = [
+    "CampaignIn", "CampaignPatch", "IllegalTransition", "NoLists", "NotADraft", "SendIn",
+    "TestIn", "UnknownLists",
+    "act", "create_draft", "edit_draft", "preview", "queue_test", "resolve_lists", "unsaved",
+]
