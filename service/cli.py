@@ -85,6 +85,10 @@ def register(app: Flask) -> None:
 
     app.cli.add_command(campaigns)
     app.cli.add_command(sink_command)
+    from .imports.cli import export_command, import_command
+
+    app.cli.add_command(import_command)
+    app.cli.add_command(export_command)
 
 
 def _create_app() -> Flask:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -442,3 +443,73 @@ class SoftBounce(Base):
     event: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ImportStatus(enum.StrEnum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
+class Import(Base):
+    """One CSV upload imported into a list by an RQ job (service.imports).
+
+    Progress and counts are written in the same transaction as each chunk of rows, so
+    they always match what is in the database, and a retried job resumes after
+    `processed_rows` (physical lines after the header).
+    """
+
+    __tablename__ = "imports"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    list_id: Mapped[int] = mapped_column(
+        ForeignKey("mailing_lists.id", ondelete="CASCADE"), index=True
+    )
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    confirmed: Mapped[bool] = mapped_column(default=False)
+    consent_note: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[ImportStatus] = mapped_column(default=ImportStatus.queued)
+    error: Mapped[str] = mapped_column(Text, default="")
+    total_rows: Mapped[int] = mapped_column(default=0)
+    processed_rows: Mapped[int] = mapped_column(default=0)
+    rows_created: Mapped[int] = mapped_column(default=0)
+    rows_updated: Mapped[int] = mapped_column(default=0)
+    rows_skipped: Mapped[int] = mapped_column(default=0)
+    rows_refused: Mapped[int] = mapped_column(default=0)
+    rows_invalid: Mapped[int] = mapped_column(default=0)
+    mails_queued: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    mailing_list: Mapped[MailingList] = relationship(lazy="joined", innerjoin=True)
+
+
+class ImportPart(Base):
+    """The uploaded file, in pieces of about 1 MB: any worker can read it back."""
+
+    __tablename__ = "import_parts"
+
+    import_id: Mapped[int] = mapped_column(
+        ForeignKey("imports.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ImportProblem(Base):
+    """A row of an import that was not imported: invalid, or refused (suppressed, erased…)."""
+
+    __tablename__ = "import_problems"
+
+    import_id: Mapped[int] = mapped_column(
+        ForeignKey("imports.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    line: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    email: Mapped[str] = mapped_column(String(254), default="")
+    reason: Mapped[str] = mapped_column(String(300))

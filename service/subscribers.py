@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
@@ -112,17 +114,36 @@ def record_consent(
     list_id: int | None = None,
     note: str = "",
 ) -> ConsentRecord:
-    record = ConsentRecord(
-        subscriber=subscriber,
-        list_id=list_id,
-        action=action,
-        ip=evidence.ip[:45],
-        user_agent=evidence.user_agent[:400],
-        source=evidence.source[:500],
-        endpoint=evidence.endpoint[:100],
-        actor=evidence.actor[:200],
-        consent_text_version=evidence.consent_text_version[:40],
-        note=note,
-    )
+    record = ConsentRecord(subscriber=subscriber, **consent_fields(action, evidence, list_id, note))
     session.add(record)
     return record
+
+
+def consent_fields(
+    action: str, evidence: Evidence, list_id: int | None = None, note: str = ""
+) -> dict[str, Any]:
+    """The columns of one ledger record (bulk inserts of imports use this directly)."""
+    return {
+        "list_id": list_id,
+        "action": action,
+        "ip": evidence.ip[:45],
+        "user_agent": evidence.user_agent[:400],
+        "source": evidence.source[:500],
+        "endpoint": evidence.endpoint[:100],
+        "actor": evidence.actor[:200],
+        "consent_text_version": evidence.consent_text_version[:40],
+        "note": note,
+    }
+
+
+def suppressed_hashes(session: Session, hashes: Collection[str]) -> dict[str, SuppressionReason]:
+    """Bulk `is_erased_or_suppressed`: which of these `email_hash` values are suppressed
+    (erased included), with the reason."""
+    if not hashes:
+        return {}
+    rows = session.execute(
+        select(Suppression.email_hash, Suppression.reason).where(
+            Suppression.email_hash.in_(list(hashes))
+        )
+    )
+    return {digest: reason for digest, reason in rows}

@@ -1,0 +1,144 @@
+"""RQ jobs of imports. They take ids, reload state, and are safe to run twice."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import cast
+
+from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from .. import db
+from ..db import utcnow
+from ..models import ConfirmationMail, Import, ImportProblem, ImportStatus
+from ..subscribers import Evidence
+from ..subscriptions.jobs import send_confirmation
+from .csvfile import FileError, rows, scan
+from .importer import ChunkHook, ChunkResult, ImportOptions, insert_for, run_import
+from .uploads import drop_upload, upload_file
+
+log = logging.getLogger(__name__)
+
+PROBLEMS = cast(Table, ImportProblem.__table__)
+# A running import whose heartbeat (one per chunk, i.e. about every second) is older
+# than this was abandoned by a killed worker: a retry of the job may take it over.
+LEASE = timedelta(minutes=2)
+
+
+def send_import_confirmations(mail_ids: list[int]) -> str:
+    """Send the confirmation mails of an import batch through `send_confirmation`.
+
+    Mails already sent (or refused) by an earlier attempt are passed over, so a retry
+    after a transient error sends only what is left.
+    """
+    session = db.session()
+    queued = session.execute(
+        select(ConfirmationMail.id, ConfirmationMail.subscriber_id, ConfirmationMail.list_ids)
+        .where(ConfirmationMail.id.in_(mail_ids), ConfirmationMail.result == "queued")
+        .order_by(ConfirmationMail.id)
+    ).all()
+    session.rollback()  # no transaction held open while mailing
+    for mail_id, subscriber_id, list_ids in queued:
+        send_confirmation(subscriber_id, [int(i) for i in list_ids.split(",") if i], mail_id)
+    return f"{len(queued)} confirmation mails handled"
+
+
+def _claim(session: Session, import_id: int) -> bool:
+    """Conditional UPDATE: queued, failed by an earlier attempt, or abandoned → running."""
+    now = utcnow()
+    result = session.execute(
+        update(Import)
+        .where(
+            Import.id == import_id,
+            or_(
+                Import.status.in_([ImportStatus.queued, ImportStatus.failed]),
+                and_(
+                    Import.status == ImportStatus.running,
+                    or_(Import.heartbeat_at.is_(None), Import.heartbeat_at < now - LEASE),
+                ),
+            ),
+        )
+        .values(status=ImportStatus.running, heartbeat_at=now, error="",
+                attempts=Import.attempts + 1)
+    )
+    session.commit()
+    return bool(getattr(result, "rowcount", 0))
+
+
+def _progress(import_id: int) -> ChunkHook:
+    def hook(session: Session, result: ChunkResult) -> None:
+        c = result.counts
+        session.execute(
+            update(Import)
+            .where(Import.id == import_id)
+            .values(
+                processed_rows=max(0, result.last_line - 1),
+                rows_created=Import.rows_created + c.created,
+                rows_updated=Import.rows_updated + c.updated,
+                rows_skipped=Import.rows_skipped + c.skipped,
+                rows_refused=Import.rows_refused + c.refused,
+                rows_invalid=Import.rows_invalid + c.invalid,
+                mails_queued=Import.mails_queued + c.mails_queued,
+                heartbeat_at=utcnow(),
+            )
+        )
+        if result.problems:
+            session.execute(
+                insert_for(session, PROBLEMS).on_conflict_do_nothing(),
+                [{"import_id": import_id, "line": p.line, "email": p.email[:254],
+                  "reason": p.reason[:300]} for p in result.problems],
+            )
+
+    return hook
+
+
+def _finish(session: Session, import_id: int, status: ImportStatus, error: str = "") -> None:
+    row = session.get(Import, import_id)
+    if row is None:
+        return
+    row.status = status
+    row.error = error[:2000]
+    row.finished_at = utcnow()
+    if status == ImportStatus.done:
+        row.processed_rows = row.total_rows
+        drop_upload(session, import_id)  # the data is in; keep no copy of the file
+    session.commit()
+
+
+def run_import_job(import_id: int) -> str:
+    """Run (or resume) the import `import_id` from its stored upload."""
+    session = db.session()
+    if not _claim(session, import_id):
+        return "not claimable (done, or running elsewhere)"
+    row = session.get(Import, import_id)
+    assert row is not None
+    if row.started_at is None:
+        row.started_at = utcnow()
+        session.commit()
+    options = ImportOptions(
+        list_id=row.list_id,
+        confirmed=row.confirmed,
+        consent_note=row.consent_note,
+        evidence=Evidence(actor=row.created_by or "api", endpoint="import",
+                          source=f"import {row.id}: {row.filename}"),
+    )
+    resume_after = row.processed_rows + 1  # the header is line 1
+    try:
+        with upload_file(session, import_id) as path:
+            with path.open("rb") as raw:
+                scan(raw)
+            with path.open(encoding="utf-8-sig", newline="") as text:
+                run_import(session, rows(text), options, on_chunk=_progress(import_id),
+                           after_line=resume_after)
+    except FileError as exc:
+        session.rollback()
+        _finish(session, import_id, ImportStatus.failed, str(exc))
+        return f"failed: {exc}"
+    except Exception as exc:
+        session.rollback()
+        log.exception("import %s failed", import_id)
+        _finish(session, import_id, ImportStatus.failed, f"{type(exc).__name__}: {exc}")
+        raise  # RQ retries; the retry resumes after the last committed chunk
+    _finish(session, import_id, ImportStatus.done)
+    return "done"
