@@ -940,6 +940,8 @@ class SinkServer:
 @click.option("--record", "record_file", type=click.Path(dir_okay=False), default=None,
               help="Append accepted messages to FILE as JSON lines.")
 @click.option("--no-content", is_flag=True, help="Record only ids, recipients and args.")
+@click.option("--count-only", is_flag=True,
+              help="Keep no record at all, only the counters of /_sink/stats (benchmarks).")
 @click.option("--fault-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--faults", default=",".join(DEFAULT_FAULT_KINDS), show_default=True,
               help=f"Comma list among {','.join(FAULT_KINDS)}.")
@@ -953,14 +955,18 @@ class SinkServer:
 @click.option("--key-file", type=click.Path(dir_okay=False), default=None,
               help="ECDSA P-256 PEM for webhook signing; created if missing.")
 def sink_command(host: str, port: int, api_key: str | None, record_file: str | None,
-                 no_content: bool, fault_rate: float, faults: str, slow_seconds: float,
+                 no_content: bool, count_only: bool, fault_rate: float, faults: str,
+                 slow_seconds: float,
                  webhook_url: str | None, webhook_interval: float, open_rate: float,
                  click_rate: float, bounce_rate: float, spam_rate: float,
                  key_file: str | None) -> None:
     """Run a SendGrid-v3-compatible sink (mail/send, faults, signed Event Webhook)."""
     kinds = [kind.strip() for kind in faults.split(",") if kind.strip()]
+    if count_only and record_file:
+        raise click.BadParameter("--count-only keeps no record to write", param_hint="--record")
     sink = SinkServer(
         host, port, api_key=api_key, record_path=record_file, keep_content=not no_content,
+        record=not count_only,
         webhook_url=webhook_url, webhook_interval=webhook_interval,
         event_shares={"open": open_rate, "click": click_rate, "bounce": bounce_rate,
                       "spamreport": spam_rate},

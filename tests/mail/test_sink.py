@@ -445,3 +445,43 @@ def test_cli_command_is_a_click_command():
     result = CliRunner().invoke(sink_command, ["--help"])
     assert result.exit_code == 0 and "--webhook-url" in result.output
 
+
+
+def test_cli_count_only_keeps_counters_and_no_records():
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "service.mail.sink", "--port", str(port),
+                             "--count-only"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                requests.get(f"{url}/_sink/stats", timeout=1)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.05)
+        SendGridAPIClient("SG.test", host=url).client.mail.send.post(
+            request_body=body("ana@example.org", "ben@example.org"))
+        assert requests.get(f"{url}/_sink/messages", timeout=5).json() == []
+        stats = requests.get(f"{url}/_sink/stats", timeout=5).json()
+        assert stats["accepted_requests"] == 1 and stats["personalizations"] == 2
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_cli_count_only_refuses_a_record_file(tmp_path):
+    from click.testing import CliRunner
+
+    from service.mail.sink import sink_command
+
+    result = CliRunner().invoke(sink_command, ["--count-only", "--record", str(tmp_path / "x")])
+    assert result.exit_code != 0 and "--count-only" in result.output
