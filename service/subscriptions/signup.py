@@ -183,14 +183,20 @@ def list_key(list_ids: list[int]) -> str:
 
 
 def may_send_confirmation(
-    session: Session, subscriber_id: int, list_ids: list[int], settings: Settings
+    session: Session, subscriber_id: int, list_ids: list[int], settings: Settings,
+    *, new_subscriber: bool = False,
 ) -> bool:
     """Per-address throttle against list bombing.
 
     At most `confirm_mail_max_per_day` mails per address in 24 hours, and the same lists
     not again within `confirm_mail_min_interval_seconds` (a person who joins another
-    list a minute later still gets that list's confirmation).
+    list a minute later still gets that list's confirmation). A subscriber created in the
+    current transaction (`new_subscriber`) cannot have had a mail yet: no query needed.
     """
+    if settings.confirm_mail_max_per_day <= 0:
+        return False
+    if new_subscriber:
+        return True
     since = utcnow() - timedelta(hours=24)
     rows = session.execute(
         select(ConfirmationMail.at, ConfirmationMail.list_ids).where(
@@ -211,14 +217,16 @@ def signup(session: Session, data: Validated, evidence: Evidence) -> Outcome:
     if is_suppressed(session, data.email, include_erased=False):
         return Outcome.suppressed
     subscriber, created = _get_or_create_subscriber(session, data)
+    existing: dict[int, Subscription] = {}
     if not created:
+        # (A row inserted by this transaction has no subscriptions yet: nothing to read.)
         _fill_blanks(subscriber, data)
-    existing = {
-        s.list_id: s
-        for s in session.scalars(
-            select(Subscription).where(Subscription.subscriber_id == subscriber.id)
-        )
-    }
+        existing = {
+            s.list_id: s
+            for s in session.scalars(
+                select(Subscription).where(Subscription.subscriber_id == subscriber.id)
+            )
+        }
     to_confirm: list[int] = []
     for mailing_list in data.lists:
         sub = existing.get(mailing_list.id)
@@ -233,7 +241,8 @@ def signup(session: Session, data: Validated, evidence: Evidence) -> Outcome:
         to_confirm.append(mailing_list.id)
     if not to_confirm:
         return Outcome.unchanged
-    if not may_send_confirmation(session, subscriber.id, to_confirm, settings):
+    if not may_send_confirmation(session, subscriber.id, to_confirm, settings,
+                                 new_subscriber=created):
         return Outcome.throttled
     mail = ConfirmationMail(subscriber_id=subscriber.id, list_ids=list_key(to_confirm))
     session.add(mail)
