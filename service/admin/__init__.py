@@ -16,6 +16,7 @@ from . import (  # noqa: E402,F401
     access,
     campaigns,
     dashboard,
+    imports,
     lists,
     records,
     staff,

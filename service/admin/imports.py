@@ -1,0 +1,189 @@
+"""Imports and exports in the admin: upload a CSV, choose its columns, watch it run.
+
+Thin views over `service.imports`: the upload is stored and queued by `create_import`
+(the API's function), the job is the CLI's importer, the report is `problems()`, and the
+export is the CLI's `export_rows`. Column choices are applied by rewriting the upload's
+header (`service.imports.columns`), so the importer needs no second way of reading.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from typing import Any, BinaryIO, cast
+
+from flask import (
+    Response,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+from sqlalchemy import select
+
+from .. import db
+from ..imports.columns import CHOICES, preview, with_header
+from ..imports.csvfile import FileError
+from ..imports.export import csv_blocks, export_rows
+from ..imports.progress import import_progress
+from ..imports.uploads import create_import, problems
+from ..models import Import, MailingList, Role, SubscriptionStatus
+from . import bp
+from .access import actor, audit, staff_required
+
+PREVIEW_BYTES = 64 * 1024
+RECENT = 20
+
+
+def _lists() -> list[MailingList]:
+    return list(db.session().scalars(select(MailingList).order_by(MailingList.id)))
+
+
+def _recent() -> list[Import]:
+    return list(db.session().scalars(select(Import).order_by(Import.id.desc()).limit(RECENT)))
+
+
+@bp.get("/imports")
+@staff_required(Role.viewer)
+def imports() -> Any:
+    return _page({}, {})
+
+
+def _page(values: dict[str, Any], errors: dict[str, str], status: int = 200) -> Any:
+    recent = _recent()
+    return render_template(
+        "admin/imports.html", lists=_lists(), recent=recent, values=values, errors=errors,
+        choices=CHOICES, statuses=[s.value for s in SubscriptionStatus],
+        progress={row.id: import_progress(row) for row in recent},
+    ), status
+
+
+@bp.post("/imports/preview")
+@staff_required(Role.campaigner)
+def import_preview() -> Any:
+    """The header, the importer's guess per column and a few rows, from the file's start."""
+    upload = request.files.get("file")
+    if upload is None:
+        return jsonify({"error": "Choose a CSV file."}), 422
+    try:
+        found = preview(upload.stream.read(PREVIEW_BYTES))
+    except FileError as exc:
+        return jsonify({"error": str(exc)}), 422
+    return jsonify({"header": found.header, "guesses": found.guesses, "sample": found.sample})
+
+
+@bp.post("/imports")
+@staff_required(Role.campaigner)
+def import_start() -> Any:
+    form = request.form
+    values: dict[str, Any] = {
+        "list": form.get("list", ""),
+        "confirmed": form.get("confirmed") == "on",
+        "consent_note": form.get("consent_note", "").strip(),
+    }
+    errors: dict[str, str] = {}
+    session = db.session()
+    mailing_list = session.scalars(
+        select(MailingList).where(MailingList.slug == values["list"])
+    ).first()
+    if mailing_list is None:
+        errors["list"] = "Choose the list to import into."
+    if values["confirmed"] and not values["consent_note"]:
+        errors["consent_note"] = (
+            "Say how these people gave their consent: it is kept in each one's consent record."
+        )
+    if len(values["consent_note"]) > 2000:
+        errors["consent_note"] = "At most 2,000 characters."
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        errors["file"] = "Choose a CSV file."
+    if errors or mailing_list is None or upload is None:
+        return _page(values, errors, 422)
+    choices = [form.get(f"column_{i}", "") for i in range(int(form.get("columns", "0") or 0))]
+    raw = cast(BinaryIO, upload.stream)
+    try:
+        stream = with_header(raw, choices) if choices else raw
+        row = create_import(
+            session, stream, upload.filename or "upload.csv", mailing_list,
+            confirmed=values["confirmed"], consent_note=values["consent_note"], actor=actor(),
+        )
+    except FileError as exc:
+        session.rollback()
+        errors["file"] = str(exc)
+        return _page(values, errors, 422)
+    audit("import", "import", row.id, list=mailing_list.slug, filename=row.filename,
+          confirmed=values["confirmed"], rows=row.total_rows)
+    session.commit()
+    flash(f"Import of {row.filename} started: {row.total_rows:,} rows.")
+    return redirect(url_for("admin.import_detail", import_id=row.id), code=303)
+
+
+def _import(import_id: int) -> Import:
+    row = db.session().get(Import, import_id)
+    if row is None:
+        abort(404)
+    return row
+
+
+@bp.get("/imports/<int:import_id>")
+@staff_required(Role.viewer)
+def import_detail(import_id: int) -> Any:
+    row = _import(import_id)
+    return render_template("admin/import.html", row=row, progress=import_progress(row))
+
+
+@bp.get("/imports/<int:import_id>/progress")
+@staff_required(Role.viewer)
+def import_progress_json(import_id: int) -> Any:
+    return jsonify(import_progress(_import(import_id)))
+
+
+@bp.get("/imports/<int:import_id>/problems.csv")
+@staff_required(Role.campaigner)
+def import_problems(import_id: int) -> Any:
+    """The rows that were not imported: line number, address as written, reason."""
+    row = _import(import_id)
+    session = db.session()
+
+    def lines() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["line", "email", "reason"])
+        for count, problem in enumerate(problems(session, row.id), start=1):
+            writer.writerow([problem.line, problem.email, problem.reason])
+            if count % 500 == 0:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    return Response(
+        stream_with_context(lines()), mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="import-{row.id}-problems.csv"'},
+    )
+
+
+@bp.get("/export.csv")
+@staff_required(Role.campaigner)
+def export_csv() -> Any:
+    """A list's subscribers as CSV, streamed (the CLI's `actionlist export`)."""
+    session = db.session()
+    slug = request.args.get("list", "")
+    mailing_list = session.scalars(select(MailingList).where(MailingList.slug == slug)).first()
+    if mailing_list is None:
+        abort(404)
+    statuses = [s for s in request.args.getlist("status") if s]
+    if any(s not in SubscriptionStatus.__members__ for s in statuses):
+        abort(400)
+    audit("export", "list", mailing_list.id, statuses=statuses)
+    session.commit()
+    return Response(
+        stream_with_context(csv_blocks(export_rows(session, mailing_list.id, statuses))),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{mailing_list.slug}.csv"'},
+    )
