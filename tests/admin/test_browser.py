@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
+from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from service import PROJECT_ROOT, db
 from service.auth import create_user
-from service.models import Role, SubscriptionStatus
+from service.models import Role, Subscriber, SubscriptionStatus
 
 from .conftest import PASSWORD
 from .factories import subscriber
@@ -140,3 +141,49 @@ def test_staff_workflow_in_chromium(live_app: str) -> None:
         finally:
             browser.close()
     assert dialogs == []
+
+
+def test_import_with_chosen_columns_in_chromium(live_app: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    members = tmp_path / "members.csv"
+    members.write_text(
+        "Correo,Nombre,Mail,ZIP\r\n"
+        "rosa@example.org,Rosa,rosa.work@example.org,36104\r\n"
+        "not-an-address,Zed,,\r\n"
+        "ana.garcia@example.org,Ana,,\r\n", encoding="utf-8")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"{live_app}/admin/login")
+            page.fill("#email", "admin@example.org")
+            page.fill("#password", PASSWORD)
+            page.click("button[type=submit]")
+            page.click("nav >> text=Import & export")
+            page.set_input_files("#file", str(members))
+            # The page asks the server what the importer would make of each column.
+            mail_column = page.get_by_label("Column Mail")
+            expect(mail_column).to_have_value("email")
+            expect(page.get_by_label("Column Correo")).to_have_value("email")
+            expect(page.locator("#column-table")).to_contain_text("rosa.work@example.org")
+            mail_column.select_option("attribute")
+            page.select_option("#list", "action-alerts")
+            page.check("#confirmed")
+            page.fill("#consent_note", "Paper sheets from the Montgomery rally")
+            page.screenshot(path=str(ARTIFACTS / "admin-import-form.png"), full_page=True)
+            page.click("text=Start the import")
+            expect(page.locator("#status")).to_have_text("done", timeout=20_000)
+            expect(page.locator("#progress-bar")).to_have_attribute("aria-valuenow", "100")
+            expect(page.locator("#count-created")).to_have_text("1")
+            expect(page.locator("#count-invalid")).to_have_text("1")
+            page.screenshot(path=str(ARTIFACTS / "admin-import-done.png"), full_page=True)
+        finally:
+            browser.close()
+    rosa = db.session().scalars(
+        select(Subscriber).where(Subscriber.email_key == "rosa@example.org")).one()
+    assert rosa.attributes == {"Mail (attribute)": "rosa.work@example.org"}
