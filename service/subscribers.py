@@ -10,7 +10,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import any_, func, literal, select
 from sqlalchemy.orm import Session
 
 from .config import Settings
@@ -141,9 +141,12 @@ def suppressed_hashes(session: Session, hashes: Collection[str]) -> dict[str, Su
     (erased included), with the reason."""
     if not hashes:
         return {}
-    rows = session.execute(
-        select(Suppression.email_hash, Suppression.reason).where(
-            Suppression.email_hash.in_(list(hashes))
-        )
-    )
+    column = Suppression.email_hash
+    if session.get_bind().dialect.name == "postgresql":
+        # One parameter, split by the server, instead of thousands of placeholders
+        # (psycopg parses each long statement anew: ~50 µs per address at 5,000).
+        condition = column == any_(func.string_to_array(literal(",".join(hashes)), ","))
+    else:
+        condition = column.in_(list(hashes))
+    rows = session.execute(select(Suppression.email_hash, Suppression.reason).where(condition))
     return {digest: reason for digest, reason in rows}

@@ -24,6 +24,9 @@ def register(app: Flask) -> None:
     from ..campaigns.api import register as register_campaigns
 
     register_campaigns(app)
+    from ..imports.api import register as register_imports
+
+    register_imports(app)
 
     @app.errorhandler(RateLimitExceeded)
     def _rate_limited(exc: RateLimitExceeded) -> Any:

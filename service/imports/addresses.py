@@ -53,6 +53,8 @@ def fast_normalise_email(raw: str) -> str:
     if info is None:
         return normalise_email(raw)
     normalised = f"{local}@{info[0]}"
+    if info[0] == info[1] and candidate.isascii():
+        return normalised  # all three forms are ASCII and as long as `candidate`: they fit
     if not (_fits(candidate) and _fits(normalised) and _fits(f"{local}@{info[1]}")):
         return normalise_email(raw)
     return normalised

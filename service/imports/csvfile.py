@@ -16,6 +16,7 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import IO, TYPE_CHECKING, BinaryIO
 
 from ..postal import normalise_postal_code, state_for
@@ -62,6 +63,9 @@ LANGUAGES = {
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 _STATE = re.compile(r"[A-Z]{2}")
+
+
+_state_for = lru_cache(maxsize=100_000)(state_for)  # a linear search, and ZIPs repeat
 
 
 class FileError(ValueError):
@@ -240,7 +244,7 @@ class _Bad(ValueError):
 def _text(value: str, what: str, limit: int) -> str:
     if not value:
         return ""
-    if _CONTROL.search(value):
+    if not (value.isascii() and value.isprintable()) and _CONTROL.search(value):
         raise _Bad(f"{what} contains a line break or a control character")
     cleaned = " ".join(value.split())
     if len(cleaned) > limit:
@@ -249,6 +253,11 @@ def _text(value: str, what: str, limit: int) -> str:
 
 
 def _language(value: str) -> str:
+    if not value:
+        return ""
+    found = LANGUAGES.get(value.strip().lower())
+    if found is not None:
+        return found
     if not value.strip():
         return ""
     code = header_key(value).replace("_", "-")
@@ -278,7 +287,8 @@ def _parse(reader: Reader, columns: ColumnMap) -> Iterator[Row | Problem]:
     f = columns.fields
     width = len(columns.header)
     email_at = f["email"]
-    get = {name: f.get(name) for name in ALIASES}
+    # Absent fields read cell `width`, an empty cell every row is padded with.
+    get = {name: f.get(name, width) for name in ALIASES}
     attributes = columns.attributes
     iterator = iter(reader)
     start = reader.line_num + 1
@@ -295,11 +305,14 @@ def _parse(reader: Reader, columns: ColumnMap) -> Iterator[Row | Problem]:
         start = reader.line_num + 1
         if not cells or (len(cells) == 1 and not cells[0].strip()):
             continue  # blank line
-        if len(cells) > width and any(c.strip() for c in cells[width:]):
-            yield Problem(line, _cell(cells, email_at)[:254],
-                          f"{len(cells)} cells, but the header names {width} columns")
-            continue
-        raw_email = _cell(cells, email_at)
+        if len(cells) > width:
+            if any(c.strip() for c in cells[width:]):
+                yield Problem(line, _cell(cells, email_at)[:254],
+                              f"{len(cells)} cells, but the header names {width} columns")
+                continue
+            del cells[width:]
+        cells.extend([""] * (width + 1 - len(cells)))
+        raw_email = cells[email_at]
         try:
             email = fast_normalise_email(raw_email)
         except InvalidEmail as exc:
@@ -318,31 +331,30 @@ def _cell(cells: list[str], index: int | None) -> str:
     return cells[index]
 
 
-def _row(line: int, email: str, cells: list[str], get: dict[str, int | None],
+def _row(line: int, email: str, cells: list[str], get: dict[str, int],
          attributes: list[tuple[int, str]]) -> Row | Problem:
-    status = _cell(cells, get["status"]).strip().lower()
+    """`cells` is padded: one cell per column plus an empty one for absent fields."""
+    status = cells[get["status"]].strip().lower()
     if status == "unsubscribed":
         return Problem(line, email, "marked unsubscribed in the file", refused=True)
-    first = _text(_cell(cells, get["first_name"]), "first name", NAME_MAX)
-    last = _text(_cell(cells, get["last_name"]), "last name", NAME_MAX)
-    if not first and not last and get["name"] is not None:
-        full = _text(_cell(cells, get["name"]), "name", 2 * NAME_MAX)
+    first = _text(cells[get["first_name"]], "first name", NAME_MAX)
+    last = _text(cells[get["last_name"]], "last name", NAME_MAX)
+    if not first and not last and cells[get["name"]]:
+        full = _text(cells[get["name"]], "name", 2 * NAME_MAX)
         first, _, last = full.partition(" ")
         if len(first) > NAME_MAX or len(last) > NAME_MAX:
             raise _Bad(f"name parts are longer than {NAME_MAX} characters")
-    postal = normalise_postal_code(_text(_cell(cells, get["postal_code"]), "postal code",
-                                         POSTAL_MAX))
-    state = state_for(postal) if postal else ""
+    postal = normalise_postal_code(_text(cells[get["postal_code"]], "postal code", POSTAL_MAX))
+    state = _state_for(postal) if postal else ""
     if not state:
-        given = _cell(cells, get["state"]).strip().upper()
+        given = cells[get["state"]].strip().upper()
         state = given if _STATE.fullmatch(given) else ""
-    locale = _language(_cell(cells, get["language"]))
+    locale = _language(cells[get["language"]])
     extra: dict[str, str] = {}
     for index, name in attributes:
-        if index < len(cells):
-            value = cells[index].strip()
-            if value:
-                if len(value) > ATTRIBUTE_MAX:
-                    raise _Bad(f"{name} is longer than {ATTRIBUTE_MAX} characters")
-                extra[name] = value
+        value = cells[index].strip()
+        if value:
+            if len(value) > ATTRIBUTE_MAX:
+                raise _Bad(f"{name} is longer than {ATTRIBUTE_MAX} characters")
+            extra[name] = value
     return Row(line, email, email_key(email), first, last, postal, state, locale, extra)

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
@@ -31,7 +31,7 @@ JOB_RETRY = (10, 60, 300)
 
 def create_import(
     session: Session,
-    stream: BinaryIO,
+    stream: IO[bytes],
     filename: str,
     mailing_list: MailingList,
     *,
