@@ -97,6 +97,11 @@ def import_start() -> Any:
         errors["consent_note"] = (
             "Say how these people gave their consent: it is kept in each one's consent record."
         )
+    if values["consent_note"] and not values["confirmed"]:
+        # As the API: a note vouches for consent, so it goes only with a confirmed import.
+        errors["consent_note"] = (
+            "A consent note goes with a confirmed import: tick the box above or clear the note."
+        )
     if len(values["consent_note"]) > 2000:
         errors["consent_note"] = "At most 2,000 characters."
     upload = request.files.get("file")
@@ -144,7 +149,7 @@ def import_progress_json(import_id: int) -> Any:
 
 
 @bp.get("/imports/<int:import_id>/problems.csv")
-@staff_required(Role.campaigner)
+@staff_required(Role.viewer)
 def import_problems(import_id: int) -> Any:
     """The rows that were not imported: line number, address as written, reason."""
     row = _import(import_id)
@@ -169,7 +174,7 @@ def import_problems(import_id: int) -> Any:
 
 
 @bp.get("/export.csv")
-@staff_required(Role.campaigner)
+@staff_required(Role.viewer)
 def export_csv() -> Any:
     """A list's subscribers as CSV, streamed (the CLI's `actionlist export`)."""
     session = db.session()
