@@ -14,12 +14,12 @@ from service.models import ConsentRecord, Import, Subscriber, Subscription
 from .conftest import Staff
 
 FILE = (
-    "Correo,Nombre,Mail,Notes,ZIP\r\n"
-    "ana@example.org,Ana,ana.alt@example.org,met at lobby day,94110\r\n"
-    "BOB@Example.org,\"Bob, Jr.\",,,10001\r\n"
-    "not-an-address,Zed,,,\r\n"
-    "bob@example.org,Robert,,,\r\n"
-).encode()
+    b"Correo,Nombre,Mail,Notes,ZIP\r\n"
+    b"ana@example.org,Ana,ana.alt@example.org,met at lobby day,94110\r\n"
+    b"BOB@Example.org,\"Bob, Jr.\",,,10001\r\n"
+    b"not-an-address,Zed,,,\r\n"
+    b"bob@example.org,Robert,,,\r\n"
+)
 
 
 def upload(staff: Staff, data: bytes, **fields: object):  # type: ignore[no-untyped-def]
