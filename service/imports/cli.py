@@ -48,8 +48,10 @@ def summary(counts: Counts) -> str:
               help="CSV of the rows not imported (default: FILE.report.csv).")
 @click.option("--chunk-size", type=click.IntRange(1, 50_000), default=CHUNK_SIZE,
               show_default=True, help="Rows per transaction.")
+@click.option("--writers", type=click.IntRange(1, 8), default=2, show_default=True,
+              help="PostgreSQL: chunks written at once, on as many connections.")
 def import_command(file: Path, list_slug: str, confirmed: bool, consent_note: str,
-                   report: Path | None, chunk_size: int) -> None:
+                   report: Path | None, chunk_size: int, writers: int) -> None:
     """Import subscribers from a CSV file (UTF-8, header row naming the columns).
 
     Without --confirmed every new subscription is pending and gets a confirmation mail.
@@ -82,24 +84,21 @@ def import_command(file: Path, list_slug: str, confirmed: bool, consent_note: st
                               item_show_func=lambda rate: rate) as bar:
         writer = csv.writer(report_file)
         writer.writerow(["line", "email", "reason"])
-        position = 1
 
-        def on_chunk(_session: Session, result: ChunkResult) -> None:
-            nonlocal position
+        def after_chunk(result: ChunkResult) -> None:
             writer.writerows([p.line, p.email, p.reason] for p in result.problems)
             report_file.flush()
             done.add(result.counts)
             rate = done.rows / max(time.monotonic() - started, 1e-6)
-            bar.update(max(0, result.last_line - position), f"{rate:,.0f} rows/s")
-            position = max(position, result.last_line)
+            bar.update(result.counts.rows, f"{rate:,.0f} rows/s")
 
         try:
-            run_import(session, rows(text), options, on_chunk=on_chunk)
+            run_import(session, rows(text), options, after_chunk=after_chunk, writers=writers)
         except KeyboardInterrupt:
             click.echo(f"\nInterrupted. Chunks committed so far stay; {summary(done)}. "
                        "Run the same command again to finish.", err=True)
             raise click.exceptions.Exit(130) from None
-        bar.update(max(0, found.data_lines + 1 - position))
+        bar.update(max(0, found.data_lines - done.rows))  # blank lines count on the bar
     session.add(AuditRecord(actor=ACTOR, action="subscribers.import", object_type="list",
                             object_id=str(mailing_list.id),
                             detail={"file": file.name, "confirmed": confirmed,

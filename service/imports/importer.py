@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple, cast
 
@@ -47,6 +47,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from ..config import Settings
@@ -206,18 +207,84 @@ def run_import(
     options: ImportOptions,
     *,
     on_chunk: ChunkHook | None = None,
+    after_chunk: Callable[[ChunkResult], None] | None = None,
     after_line: int = 0,
+    writers: int = 1,
 ) -> Counts:
     """Import `items` chunk by chunk, committing each; return the totals.
 
+    `on_chunk` runs inside each chunk's transaction, `after_chunk` once it committed.
     `after_line` resumes a job: items on that line or before were done by an earlier
     attempt (their counts are already stored) and are passed over. The file is read and
     parsed on a second thread, a chunk ahead, while the database writes the current one.
+
+    `writers` > 1 (PostgreSQL only) writes that many chunks at once, each on its own
+    connection: the server's work per row (indexes, foreign-key checks) is most of the
+    time, and one connection uses one core. Chunks then commit out of order, so this is
+    for callers that do not resume from a line (the CLI: a re-run is idempotent), and the
+    same address in two chunks written at once merges in either order.
     """
     settings: Settings = current_app.extensions["settings"]
+    chunks = prefetch(_chunks(items, options.chunk_size, after_line))
+    try:
+        if writers <= 1 or not _is_pg(session):
+            total = Counts()
+            for chunk in chunks:
+                result = _commit(session, options, settings, chunk, on_chunk)
+                total.add(result.counts)
+                if after_chunk is not None:
+                    after_chunk(result)
+            return total
+        from .. import db
+
+        return _parallel(db.database().factory, chunks, options, settings, on_chunk,
+                         after_chunk, writers)
+    finally:
+        chunks.close()
+
+
+def _parallel(factory: Callable[[], Session], chunks: Iterator[list[Row | Problem]],
+              options: ImportOptions, settings: Settings, on_chunk: ChunkHook | None,
+              after_chunk: Callable[[ChunkResult], None] | None, writers: int) -> Counts:
     total = Counts()
-    for chunk in prefetch(_chunks(items, options.chunk_size, after_line)):
-        total.add(_commit(session, options, settings, chunk, on_chunk))
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def work() -> None:
+        with factory() as own:
+            while not stop.is_set():
+                try:
+                    with lock:
+                        chunk = next(chunks, None)
+                    if chunk is None:
+                        return
+                    result = _commit(own, options, settings, chunk, on_chunk)
+                    with lock:
+                        total.add(result.counts)
+                        if after_chunk is not None:
+                            after_chunk(result)
+                except BaseException as exc:  # re-raised by the caller's thread
+                    with lock:
+                        failures.append(exc)
+                    stop.set()
+                    return
+
+    threads = [threading.Thread(target=work, name=f"import-writer-{i}", daemon=True)
+               for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)
+    except BaseException:
+        stop.set()  # Ctrl-C: let the chunks being written commit or roll back, then stop
+        for thread in threads:
+            thread.join()
+        raise
+    if failures:
+        raise failures[0]
     return total
 
 
@@ -236,7 +303,7 @@ def _chunks(items: Iterable[Row | Problem], size: int,
 
 
 def prefetch(chunks: Iterator[list[Row | Problem]], depth: int = 2
-             ) -> Iterator[list[Row | Problem]]:
+             ) -> Generator[list[Row | Problem], None, None]:
     """Produce `chunks` on a thread, at most `depth` ahead (memory stays flat).
 
     Parsing is Python, writing is mostly waiting for PostgreSQL (the GIL is released),
@@ -281,20 +348,29 @@ def prefetch(chunks: Iterator[list[Row | Problem]], depth: int = 2
 
 
 def _commit(session: Session, options: ImportOptions, settings: Settings,
-            chunk: Sequence[Row | Problem], on_chunk: ChunkHook | None) -> Counts:
-    try:
-        if _is_pg(session):
-            # A crash of the server may lose the last commits; the database stays
-            # consistent and the import runs again idempotently, so skip the WAL flush wait.
-            session.execute(text("SET LOCAL synchronous_commit TO off"))
-        result = import_chunk(session, options, settings, chunk)
-        if on_chunk is not None:
-            on_chunk(session, result)
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    return result.counts
+            chunk: Sequence[Row | Problem], on_chunk: ChunkHook | None,
+            attempts: int = 3) -> ChunkResult:
+    for attempt in range(attempts):
+        try:
+            if _is_pg(session):
+                # A crash of the server may lose the last commits; the database stays
+                # consistent and the import runs again idempotently: no WAL flush wait.
+                session.execute(text("SET LOCAL synchronous_commit TO off"))
+            result = import_chunk(session, options, settings, chunk)
+            if on_chunk is not None:
+                on_chunk(session, result)
+            session.commit()
+            return result
+        except DBAPIError as exc:
+            session.rollback()
+            # Two chunks of one import (or an import and a signup) may deadlock on the
+            # same addresses; the chunk is idempotent, so it simply runs again.
+            if getattr(exc.orig, "sqlstate", None) != "40P01" or attempt == attempts - 1:
+                raise
+        except BaseException:
+            session.rollback()
+            raise
+    raise AssertionError("unreachable")
 
 
 def insert_for(session: Session, table: Table) -> Any:
@@ -365,8 +441,10 @@ def import_chunk(session: Session, options: ImportOptions, settings: Settings,
 
     now = utcnow()
     existing = _existing(session, list(rows))
+    # In key order: two chunks inserting the same addresses lock them in the same order.
     created, complete = _create_subscribers(
-        session, options, [r for k, r in rows.items() if k not in existing], now
+        session, options, sorted((r for k, r in rows.items() if k not in existing),
+                                 key=lambda r: r.key), now
     )
     raced = [k for k in rows if k not in existing and k not in created]
     if raced:  # created by a signup between our look-up and our insert
@@ -505,6 +583,7 @@ def _fill_blanks(session: Session, rows: dict[str, Row], existing: dict[str, Kno
                             "b_postal": postal, "b_state": state,
                             "b_attributes": {**attributes, **missing}})
     if changes:
+        changes.sort(key=lambda c: c["b_id"])  # lock order, as for inserts
         s = SUBSCRIBERS.c
         statement = (
             update(SUBSCRIBERS)
@@ -536,7 +615,7 @@ def _add_subscriptions(session: Session, list_id: int, subscriber_ids: list[int]
     confirmed_at = now if status == SubscriptionStatus.confirmed else None
     if _is_pg(session):
         result = session.execute(_PG_SUBSCRIPTIONS, {
-            "ids": pg_ids(subscriber_ids), "list_id": list_id, "status": status.value,
+            "ids": pg_ids(sorted(subscriber_ids)), "list_id": list_id, "status": status.value,
             "now": now,
             "confirmed_at": confirmed_at,
         })
@@ -550,7 +629,7 @@ def _add_subscriptions(session: Session, list_id: int, subscriber_ids: list[int]
     params = [
         {"subscriber_id": sid, "list_id": list_id, "status": status, "created_at": now,
          "updated_at": now, "confirmed_at": confirmed_at, "unsubscribed_at": None}
-        for sid in subscriber_ids
+        for sid in sorted(subscriber_ids)
     ]
     return set(session.execute(statement, params).scalars())
 
