@@ -212,7 +212,7 @@ class ColumnMap:
             raise FileError(f"At most {ATTRIBUTES_MAX} extra columns can be kept as attributes.")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Row:
     """A valid row: the normalised address and the cleaned details ("" when not given)."""
 
@@ -227,7 +227,7 @@ class Row:
     attributes: dict[str, str]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Problem:
     """A row not imported, for the report: its line, the address as given, and why."""
 
