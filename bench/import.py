@@ -9,7 +9,8 @@ creates and migrates a fresh scratch PostgreSQL database, and runs the real comm
 `actionlist import FILE --list newsletter --confirmed --consent-note …`, as a subprocess:
 wall time, rows/s and the child's peak RSS. To show that memory does not grow with the
 file, the first 100,000 rows are imported the same way into a second scratch database
-first. Then the same big file is imported again (every row already there: nothing
+first, and a 1-row file before that (the baseline RSS of the app itself). Then the
+same big file is imported again (every row already there: nothing
 changes). The reference, in the same run: PostgreSQL's own `COPY … FROM STDIN (FORMAT csv)`
 of the same file into a plain table with no index, no validation and no consent ledger.
 """
@@ -144,6 +145,12 @@ def main() -> None:
     print("load before:", os.getloadavg())
     try:
         with scratch_database() as url:
+            tiny = folder / "tiny.csv"
+            tiny.write_text("email\r\nbaseline@example.net\r\n", encoding="utf-8")
+            seconds, rss, _line = run_import(url, tiny)
+            tiny.unlink()
+            print(f"baseline: the same command on a 1-row file: {seconds:.1f}s, "
+                  f"peak RSS {rss:.0f} MB (the app and its libraries)")
             seconds, rss, line = run_import(url, small)
             print(f"import {min(rows, SMALL):>9,} rows: {seconds:6.1f}s "
                   f"{min(rows, SMALL) / seconds:8,.0f} rows/s  peak RSS {rss:5.0f} MB  | {line}")
@@ -160,8 +167,7 @@ def main() -> None:
             print(f"reference: COPY of the same file into a plain table: {reference:.1f}s "
                   f"({rows / reference:,.0f} rows/s)")
     finally:
-        for p in (big, small, big.with_name("big.report.csv"),
-                  small.with_name("small.report.csv")):
+        for p in (big, small, *folder.glob("*.report.csv"), *folder.glob("tiny.csv")):
             p.unlink(missing_ok=True)
         folder.rmdir()
     print("load after:", os.getloadavg())
