@@ -9,11 +9,12 @@ never an email address.
 from __future__ import annotations
 
 import enum
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, Signer, URLSafeTimedSerializer
 
 from .config import Settings
 
@@ -52,8 +53,30 @@ def _settings() -> Settings:
 
 
 def serializer(purpose: Purpose, settings: Settings | None = None) -> URLSafeTimedSerializer:
-    keys = (settings or _settings()).signing_keys
-    return URLSafeTimedSerializer(keys, salt=SALTS[purpose])
+    return _serializer(purpose, tuple((settings or _settings()).signing_keys))
+
+
+class _LinkSerializer(URLSafeTimedSerializer):
+    """URLSafeTimedSerializer that builds its signer once per salt instead of once per
+    token (a signer holds only its keys and settings). Tokens are exactly the same."""
+
+    def __init__(self, keys: list[str], salt: str) -> None:
+        super().__init__(keys, salt=salt)
+        self._signers: dict[str | bytes | None, Signer] = {}
+
+    def make_signer(self, salt: str | bytes | None = None) -> Signer:
+        signer = self._signers.get(salt)
+        if signer is None:
+            signer = self._signers[salt] = super().make_signer(salt)
+        return signer
+
+
+@functools.lru_cache(maxsize=64)
+def _serializer(purpose: Purpose, keys: tuple[str, ...]) -> URLSafeTimedSerializer:
+    """One per purpose and key list: a campaign batch signs two links per recipient, and
+    building a serializer (it test-serializes `{}`) and a signer per link cost about as
+    much as the signing itself."""
+    return _LinkSerializer(list(keys), SALTS[purpose])
 
 
 def make_token(purpose: Purpose, payload: dict[str, Any], settings: Settings | None = None) -> str:
