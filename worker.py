@@ -32,7 +32,11 @@ def main() -> None:
         database = app.extensions["db"]
         database.scoped.remove()
         database.engine.dispose()
-        worker = task_queue().make_worker(name=args.name)
+        # Every lease period (idle or not) each worker runs the recovery pass itself and
+        # takes over RQ's scheduler if its holder died: neither waits for the scheduler.
+        lease = app.extensions["settings"].campaign_lease_seconds
+        worker = task_queue().make_worker(name=args.name, maintenance=recover,
+                                          every=max(5, lease))
         worker.work(burst=args.burst, with_scheduler=True)
 
 

@@ -101,9 +101,18 @@ class TaskQueue:
             return self.local is not None and self.local.alive()
         return bool(self.redis.ping())
 
-    def make_worker(self, *, name: str | None = None) -> AppWorker:
+    def make_worker(self, *, name: str | None = None,
+                    maintenance: Callable[[], Any] | None = None,
+                    every: int | None = None) -> AppWorker:
+        """An RQ worker on every queue; with `every`, it runs its maintenance (RQ's, then
+        `maintenance`) at least that often, also while idle."""
         assert self.redis is not None, "RQ workers need REDIS_URL"
-        return AppWorker(self.queues_in_order(), connection=self.redis, app=self.app, name=name)
+        options: dict[str, Any] = {}
+        if every is not None:
+            # Idle workers wake when a dequeue times out (worker_ttl - 15 s).
+            options = {"maintenance_interval": every, "worker_ttl": every + 15}
+        return AppWorker(self.queues_in_order(), connection=self.redis, app=self.app, name=name,
+                         maintenance=maintenance, **options)
 
 
 class AppWorker(SimpleWorker):
@@ -114,13 +123,34 @@ class AppWorker(SimpleWorker):
     every job must be safe to run twice.
     """
 
-    def __init__(self, *args: Any, app: Flask, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, app: Flask, maintenance: Callable[[], Any] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.flask_app = app
+        self.maintenance = maintenance
 
     def perform_job(self, job: Job, queue: Queue) -> bool:
         with self.flask_app.app_context():
             return bool(super().perform_job(job, queue))
+
+    def run_maintenance_tasks(self) -> None:
+        """Our maintenance (the campaign recovery pass), then RQ's.
+
+        RQ's includes taking over the scheduler role when no scheduler holds it (a worker
+        killed with its scheduler child leaves the lock for 61 s); it may fork the
+        scheduler here, so the pool is emptied first: the child must inherit no database
+        connection.
+        """
+        if self.maintenance is not None:
+            with self.flask_app.app_context():
+                try:
+                    self.maintenance()
+                except Exception:  # periodic: the next pass tries again; keep serving jobs
+                    log.exception("worker maintenance failed")
+        database = self.flask_app.extensions["db"]
+        database.scoped.remove()
+        database.engine.dispose()
+        super().run_maintenance_tasks()
 
 
 def task_queue() -> TaskQueue:
