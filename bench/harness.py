@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -154,6 +155,17 @@ class Processes:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(5)
         self.procs.clear()
+
+
+def require_free_port(port: int) -> None:
+    """Refuse to start when something (a bench still running) already listens on `port`:
+    the bench would otherwise measure and count that process instead of its own."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise RuntimeError(f"port {port} is in use (another bench running?)") from exc
 
 
 def wait_http(port: int, path: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:

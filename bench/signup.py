@@ -43,6 +43,7 @@ from bench.harness import (  # noqa: E402
     Processes,
     load,
     redis_database,
+    require_free_port,
     scratch_database,
     sigterm_exits,
     sink_command,
@@ -154,6 +155,8 @@ def main() -> int:
                         help="gunicorn port (the sink takes the next one)")
     args = parser.parse_args()
     sigterm_exits()
+    for port in (args.port, args.port + 1):
+        require_free_port(port)
 
     from redis import Redis
     from rq import Queue

@@ -1,0 +1,242 @@
+"""Crash safety: SIGKILL workers (whole process groups) again and again during a send.
+
+    .venv/bin/python bench/chaos.py [N] [--kills 10 --seed 1]      # default N = 100,000
+
+Creates and migrates a scratch PostgreSQL database, COPYs in N confirmed subscribers,
+claims a Redis database of its own, starts the SendGrid sink recording every accepted
+recipient to a JSON-lines file (`--record FILE --no-content`, port 18340) and 2
+`python worker.py` (CAMPAIGN_LEASE_SECONDS=10), and sends one newsletter through the real
+code path (`drafts.act("send")`). From the first 202 on, it KILLs (SIGKILL to the process
+group: the worker and its RQ scheduler child, as a lost machine or an OOM-killed container
+would) a randomly chosen worker at random moments (`--kills` times, 0.5–2.5 s apart),
+restarting it at once each time. Right before each kill it reads which batch the worker
+holds (RQ's `current_job` of the worker → `al-batch-<id>`) and how many of that batch's
+recipients are not yet marked sent: the most that kill can duplicate.
+
+When the campaign is `sent`, it prints:
+
+- lost: audience members the sink never recorded;
+- duplicated: recipients recorded more than once (extra copies);
+- the in-flight bound: batches (and unsent recipients) held at each kill, whose sum
+  bounds the duplicates; the ledger's counts.
+
+Exit status 1 if anyone is lost or duplicates exceed the bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.campaign import BODY, seed  # noqa: E402
+from bench.harness import (  # noqa: E402
+    PYTHON,
+    Processes,
+    get_json,
+    load,
+    redis_database,
+    require_free_port,
+    scratch_database,
+    sigterm_exits,
+    sink_command,
+    wait_http,
+    worker_env,
+)
+
+SINK_PORT = 18340
+_BATCH_JOB = re.compile(r"^al-batch-(\d+)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("n", nargs="?", type=int, default=100_000, help="subscribers")
+    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--min-gap", type=float, default=0.5, help="seconds between kills")
+    parser.add_argument("--max-gap", type=float, default=2.5)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--lease", type=int, default=10, help="CAMPAIGN_LEASE_SECONDS")
+    parser.add_argument("--slow-ms", type=int, default=0,
+                        help="the sink answers every request this much later (small smoke runs)")
+    parser.add_argument("--port", type=int, default=SINK_PORT, help="the sink's port")
+    parser.add_argument("--timeout", type=float, default=900.0)
+    args = parser.parse_args()
+    sigterm_exits()
+    require_free_port(args.port)
+    rng = random.Random(args.seed)
+
+    from redis import Redis
+    from sqlalchemy import create_engine, text
+
+    with tempfile.TemporaryDirectory(prefix="bench-chaos-") as tmp, \
+            scratch_database("chaos") as url, redis_database("chaos") as redis_url:
+        procs = Processes(Path(tmp))
+        record = Path(tmp) / "sent.jsonl"
+        redis = Redis.from_url(redis_url)
+        engine = create_engine(url)
+        try:
+            seed(url, args.n, 0.0)
+            env = worker_env(url, redis_url, args.port,
+                             CAMPAIGN_LEASE_SECONDS=str(args.lease),
+                             CAMPAIGN_BATCH_SIZE=str(args.batch_size))
+            extra = ["--record", str(record), "--no-content"]
+            if args.slow_ms:
+                extra += ["--fault-rate", "1", "--faults", "slow",
+                          "--slow-seconds", str(args.slow_ms / 1000)]
+            sink = procs.start("sink", sink_command(args.port, *extra), env)
+            wait_http(args.port, "/_sink/stats", sink)
+
+            generation = 0
+
+            def start_worker(slot: int) -> tuple[subprocess.Popen[bytes], str]:
+                nonlocal generation
+                generation += 1
+                name = f"bench-chaos-{os.getpid()}-{slot}-{generation}"
+                proc = procs.start(f"worker{slot}", [PYTHON, "worker.py", "--name", name], env)
+                return proc, name
+
+            workers = [start_worker(slot) for slot in range(2)]
+
+            os.environ.update({key: env[key] for key in (
+                "DATABASE_URL", "REDIS_URL", "QUEUE_PREFIX", "SECRET_KEY", "SENDGRID_API_KEY",
+                "SENDGRID_API_HOST", "PUBLIC_URL", "MAIL_FROM", "ORG_NAME",
+                "ORG_POSTAL_ADDRESS", "CAMPAIGN_LEASE_SECONDS", "CAMPAIGN_BATCH_SIZE")})
+            from service import create_app, db
+            from service.campaigns.drafts import CampaignIn, act, create_draft
+            from service.campaigns.sending import counts
+            from service.models import Campaign
+
+            app = create_app()
+            with app.app_context():
+                session = db.session()
+                campaign = create_draft(session, CampaignIn().load({
+                    "name": "Chaos newsletter", "kind": "newsletter",
+                    "subject": "News from {{ state }}", "body": BODY,
+                    "lists": ["newsletter"]}), "bench")
+                session.commit()
+                campaign_id = campaign.id
+                load_at_send = load()
+                act(session, campaign, "send", "bench")
+                session.commit()
+            t_send = time.perf_counter()
+            deadline = t_send + args.timeout
+
+            def status() -> str:
+                with app.app_context():
+                    row = db.session().get(Campaign, campaign_id)
+                    value = row.status.value if row else "missing"
+                    db.session().rollback()
+                return str(value)
+
+            def ledger_now() -> dict[str, int]:
+                with app.app_context():
+                    value = counts(db.session(), campaign_id)
+                    db.session().rollback()
+                return value
+
+            while get_json(args.port, "/_sink/stats")["personalizations"] == 0:
+                if time.perf_counter() > deadline:
+                    raise RuntimeError("nothing was sent")
+                time.sleep(0.02)
+
+            kills: list[dict[str, object]] = []
+            next_kill = time.perf_counter() + rng.uniform(args.min_gap, args.max_gap)
+            while len(kills) < args.kills and status() == "sending":
+                if time.perf_counter() < next_kill:
+                    time.sleep(0.01)
+                    continue
+                slot = rng.randrange(2)
+                proc, name = workers[slot]
+                job = redis.hget(f"rq:worker:{name}", "current_job")
+                match = _BATCH_JOB.match(job.decode()) if job else None
+                held, unsent = None, 0
+                with engine.connect() as conn:
+                    if match:
+                        held = int(match.group(1))
+                        state, unsent = conn.execute(text(
+                            "SELECT b.status, (SELECT count(*) FROM deliveries d "
+                            "WHERE d.batch_id = b.id AND d.status = 'queued') "
+                            "FROM batches b WHERE b.id = :b"), {"b": held}).one()
+                        if state != "sending":
+                            held, unsent = None, 0
+                    sending_now = conn.execute(text(
+                        "SELECT count(*) FROM batches WHERE campaign_id = :c "
+                        "AND status = 'sending'"), {"c": campaign_id}).scalar_one()
+                Processes.kill_group(proc)
+                proc.wait()
+                procs.procs.remove(proc)
+                sent_so_far = get_json(args.port, "/_sink/stats")["personalizations"]
+                kills.append({"at": round(time.perf_counter() - t_send, 2), "slot": slot,
+                              "batch": held, "unsent": unsent, "sending": sending_now,
+                              "sink": sent_so_far})
+                workers[slot] = start_worker(slot)
+                print(f"  kill {len(kills)} at {kills[-1]['at']} s: worker {slot}, batch "
+                      f"{held or '-'} ({unsent} unsent)", flush=True)
+                next_kill = time.perf_counter() + rng.uniform(args.min_gap, args.max_gap)
+
+            last_report = time.perf_counter()
+            while status() != "sent":
+                if time.perf_counter() > deadline:
+                    tails = "\n".join(procs.log_tail(f"worker{slot}") for slot in range(2))
+                    raise RuntimeError(f"campaign not sent after {args.timeout:.0f} s; "
+                                       f"ledger {ledger_now()}\n{tails}")
+                if time.perf_counter() - last_report > 10:
+                    last_report = time.perf_counter()
+                    print(f"  ... {last_report - t_send:.0f} s: ledger {ledger_now()}",
+                          flush=True)
+                time.sleep(0.2)
+            took = time.perf_counter() - t_send
+            load_at_end = load()
+            ledger = ledger_now()
+            app.extensions["db"].engine.dispose()
+        finally:
+            procs.stop_all()
+            redis.close()
+            engine.dispose()
+
+        received: Counter[str] = Counter()
+        with record.open() as lines:
+            for line in lines:
+                item = json.loads(line)
+                if item["custom_args"].get("campaign_id") == str(campaign_id):
+                    received.update(r["email"] for r in item["to"])
+        audience = {f"reader{i}@example{i % 97}.org" for i in range(1, args.n + 1)}
+        lost = len(audience - set(received))
+        strangers = len(set(received) - audience)
+        duplicated = sum(n - 1 for n in received.values())
+        bound = sum(int(str(k["unsent"])) for k in kills)
+
+        print(f"chaos: {args.n:,} recipients, batches of {args.batch_size}, 2 worker.py, "
+              f"lease {args.lease} s, {len(kills)} SIGKILLs of a worker's process group "
+              f"(seed {args.seed}); sent in {took:.1f} s; load average at send "
+              f"{load_at_send}, at the end {load_at_end}")
+        print(f"{'kill':>4} {'at s':>6} {'worker':>6} {'batch held':>10} {'unsent in it':>12} "
+              f"{'batches sending':>15} {'sink so far':>11}")
+        for k, kill in enumerate(kills, 1):
+            print(f"{k:>4} {kill['at']:>6} {kill['slot']:>6} {kill['batch'] or '-':>10} "
+                  f"{kill['unsent']:>12} {kill['sending']:>15} {kill['sink']:>11,}")
+        held = sum(1 for k in kills if k["batch"])
+        print(f"in flight at the kills: {held} batches held by the killed worker, "
+              f"{bound:,} of their recipients not yet marked sent (the duplicate bound)")
+        print(f"ledger {ledger}")
+        print(f"lost: {lost:,}   duplicated: {duplicated:,}   (recorded by the sink: "
+              f"{sum(received.values()):,} for {len(received):,} addresses; not in the "
+              f"audience: {strangers})")
+        ok = lost == 0 and strangers == 0 and duplicated <= bound and ledger["sent"] == args.n
+        print("OK: nobody lost, duplicates within the in-flight bound" if ok else "FAILED")
+        return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
