@@ -449,11 +449,14 @@ def import_chunk(session: Session, options: ImportOptions, settings: Settings,
     raced = [k for k in rows if k not in existing and k not in created]
     if raced:  # created by a signup between our look-up and our insert
         existing.update(_existing(session, raced))
-    filled = _fill_blanks(session, rows, existing, now)
-
     statuses = _subscription_statuses(
         session, options.list_id, [known.id for known in existing.values()]
     )
+    # Someone who left the list is refused whole: not even their details are touched.
+    filled = _fill_blanks(session, rows, {
+        key: known for key, known in existing.items()
+        if statuses.get(known.id) != SubscriptionStatus.unsubscribed
+    }, now)
     wanted = SubscriptionStatus.confirmed if options.confirmed else SubscriptionStatus.pending
     to_add = [] if complete else list(created.values())
     to_confirm: list[int] = []

@@ -69,6 +69,7 @@ def test_suppressed_erased_and_unsubscribed_are_refused(app, tmp_path):
     left = session.scalars(select(Subscription).join(Subscriber).where(
         Subscriber.email_key == "left@example.org")).one()
     assert left.status == SubscriptionStatus.unsubscribed  # never silently re-added
+    assert left.subscriber.first_name == ""  # and nothing of the refused row is kept
     pending = session.scalars(select(Subscriber).where(
         Subscriber.email_key == "pending@example.org")).one()
     # the organisation vouches: pending → confirmed; blanks filled, attributes merged
