@@ -1,6 +1,6 @@
 """Benchmark: public JSON signups (`POST /api/v1/subscriptions`) into gunicorn on PostgreSQL.
 
-    .venv/bin/python bench/signup.py [--requests 20000 --clients 16 --workers 4] [--worker]
+    .venv/bin/python bench/signup.py [--requests 10000 --clients 16 --workers 4] [--worker]
 
 Creates and migrates a scratch PostgreSQL database (server from BENCH_DATABASE_URL or
 TEST_DATABASE_URL, default postgresql://postgres@127.0.0.1:5432/postgres), claims a Redis
@@ -146,7 +146,7 @@ def describe(name: str, r: Result) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
     parser.add_argument("--worker", action="store_true",
