@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..db import utcnow
@@ -134,5 +134,11 @@ def erase(session: Session, subscriber: Subscriber, evidence: Evidence) -> None:
             object_id=str(subscriber.id),
             detail={"channel": evidence.endpoint or "preferences"},
         )
+    )
+    # Campaign ledgers keep their rows (counts stay exact) but no longer name the person;
+    # deliveries have no foreign key to do this (see `Delivery`).
+    session.execute(
+        update(Delivery).where(Delivery.subscriber_id == subscriber.id)
+        .values(subscriber_id=None).execution_options(synchronize_session=False)
     )
     session.delete(subscriber)

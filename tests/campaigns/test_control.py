@@ -13,7 +13,9 @@ from sqlalchemy import select, update
 
 from service import db
 from service.campaigns.recovery import recover
-from service.models import AuditRecord, Delivery, Subscription, SubscriptionStatus
+from service.models import AuditRecord, Delivery, Subscriber, Subscription, SubscriptionStatus
+from service.subscribers import Evidence
+from service.subscriptions.gdpr import erase
 
 from .helpers import create, get, seed, to
 
@@ -75,17 +77,25 @@ def test_pause_resume_and_an_unsubscribe_mid_send(
     # Person 17 (third batch) unsubscribes while the campaign is paused.
     db.session().execute(update(Subscription).where(Subscription.subscriber_id == ids[17])
                          .values(status=SubscriptionStatus.unsubscribed))
+    # Person 12 (third batch too) has themselves erased: the ledger keeps the row (the
+    # counts stay exact) but no longer names them.
+    erase(db.session(), db.session().get(Subscriber, ids[12]), Evidence(actor="subscriber"))
     db.session().commit()
     assert client.post(f"/api/v1/campaigns/{cid}/resume", headers=staff).status_code == 202
     run_jobs()
     data = get(client, staff, cid)
     assert data["status"] == "sent"
-    assert data["counts"] == {"total": 20, "queued": 0, "sent": 19, "failed": 0, "skipped": 1}
-    assert "person17@example.com" not in {to(m) for m in sink.messages()}
-    assert len(sink.messages()) == 19
+    assert data["counts"] == {"total": 20, "queued": 0, "sent": 18, "failed": 0, "skipped": 2}
+    assert {"person17@example.com", "person12@example.com"}.isdisjoint(
+        to(m) for m in sink.messages())
+    assert len(sink.messages()) == 18
+    skipped = db.session().execute(select(Delivery.subscriber_id, Delivery.reason)
+                                   .where(Delivery.status == "skipped")).all()
+    assert sorted(skipped, key=str) == sorted([(None, "erased"), (ids[17], "unsubscribed")],
+                                              key=str)
     assert client.post(f"/api/v1/campaigns/{cid}/cancel", headers=staff).status_code == 409
     actions = db.session().scalars(select(AuditRecord.action).order_by(AuditRecord.id)).all()
-    assert actions[-6:] == ["campaign.schedule", "campaign.start", "campaign.frozen",
+    assert [a for a in actions if a.startswith("campaign.")][-6:] == ["campaign.schedule", "campaign.start", "campaign.frozen",
                             "campaign.pause", "campaign.resume", "campaign.finish"]
 
 
