@@ -32,24 +32,20 @@ from typing import Any, NamedTuple, cast
 
 from flask import current_app
 from sqlalchemy import (
-    BigInteger,
     Table,
     Text,
-    any_,
     bindparam,
-    func,
-    literal,
     select,
     text,
     update,
 )
 from sqlalchemy import cast as sql_cast
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from ..bulk import SEP, is_pg, one_of, pg_column, pg_ids
 from ..config import Settings
 from ..db import utcnow
 from ..models import (
@@ -88,14 +84,7 @@ UNSUBSCRIBED = "refused: unsubscribed from this list (only the subscriber can re
 
 
 # PostgreSQL: one statement per chunk and table, each column passed as ONE text parameter
-# split by the server (`string_to_array`). psycopg dumps a Python list parameter in
-# Python (~5 µs per element) and re-parses statements with thousands of placeholders;
-# a joined string costs ~0.5 µs per element. The separator is the ASCII unit separator,
-# which no value can hold: addresses and the cleaned fields refuse control characters,
-# attributes travel as JSON (which escapes them). `pg_column()` checks it anyway.
-# Every column carries one extra, empty element (so a single "" never becomes an empty
-# array); `WITH ORDINALITY … WHERE n <= :count` drops it.
-SEP = "\x1f"
+# split by the server (see `service.bulk`).
 # New subscribers with their subscription and consent record, in one statement.
 _PG_NEW_SUBSCRIBERS = text("""
 WITH new AS (
@@ -144,18 +133,6 @@ _PG_MAILS = text("""
     SELECT u.sid, :now, :list_ids, 'queued'
     FROM unnest(CAST(string_to_array(:ids, ',') AS bigint[])) AS u(sid)
     RETURNING id""")
-
-
-def pg_column(values: list[str]) -> str:
-    """One column for `string_to_array(…, SEP)`, with the extra empty element."""
-    joined = SEP.join(values) + SEP
-    if joined.count(SEP) != len(values):
-        raise ValueError("a value holds the unit separator")
-    return joined
-
-
-def pg_ids(values: Iterable[int]) -> str:
-    return ",".join(str(int(v)) for v in values)
 
 
 @dataclass(frozen=True)
@@ -227,7 +204,7 @@ def run_import(
     settings: Settings = current_app.extensions["settings"]
     chunks = prefetch(_chunks(items, options.chunk_size, after_line))
     try:
-        if writers <= 1 or not _is_pg(session):
+        if writers <= 1 or not is_pg(session):
             total = Counts()
             for chunk in chunks:
                 result = _commit(session, options, settings, chunk, on_chunk)
@@ -352,7 +329,7 @@ def _commit(session: Session, options: ImportOptions, settings: Settings,
             attempts: int = 3) -> ChunkResult:
     for attempt in range(attempts):
         try:
-            if _is_pg(session):
+            if is_pg(session):
                 # A crash of the server may lose the last commits; the database stays
                 # consistent and the import runs again idempotently: no WAL flush wait.
                 session.execute(text("SET LOCAL synchronous_commit TO off"))
@@ -377,21 +354,6 @@ def insert_for(session: Session, table: Table) -> Any:
     """INSERT with ON CONFLICT support for the session's dialect (PostgreSQL or SQLite)."""
     dialect = session.get_bind().dialect.name
     return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
-
-
-def _is_pg(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
-def one_of(session: Session, column: Any, values: list[Any], *, ids: bool = False) -> Any:
-    """`column IN (values)`; on PostgreSQL `= ANY(one split string)` (see SEP)."""
-    if not _is_pg(session):
-        return column.in_(values)
-    if ids:
-        return column == any_(
-            sql_cast(func.string_to_array(literal(pg_ids(values)), literal(",")), ARRAY(BigInteger))
-        )
-    return column == any_(func.string_to_array(literal(pg_column(values)), literal(SEP)))
 
 
 def _merge(first: Row, later: Row) -> Row:
@@ -521,7 +483,7 @@ def _create_subscribers(session: Session, options: ImportOptions, new: list[Row]
     if not new:
         return {}, True
     status = SubscriptionStatus.confirmed if options.confirmed else SubscriptionStatus.pending
-    if _is_pg(session):
+    if is_pg(session):
         result = session.execute(_PG_NEW_SUBSCRIBERS, {
             "now": now, "sep": SEP, "count": len(new),
             "email": pg_column([r.email for r in new]),
@@ -616,7 +578,7 @@ def _add_subscriptions(session: Session, list_id: int, subscriber_ids: list[int]
     if not subscriber_ids:
         return set()
     confirmed_at = now if status == SubscriptionStatus.confirmed else None
-    if _is_pg(session):
+    if is_pg(session):
         result = session.execute(_PG_SUBSCRIPTIONS, {
             "ids": pg_ids(sorted(subscriber_ids)), "list_id": list_id, "status": status.value,
             "now": now,
@@ -659,7 +621,7 @@ def _record_consent(session: Session, options: ImportOptions, subscriber_ids: se
         return
     base = consent_fields(options.action, options.evidence, options.list_id,
                           options.consent_note)
-    if _is_pg(session):
+    if is_pg(session):
         session.execute(_PG_CONSENT, {**base, "ids": pg_ids(sorted(subscriber_ids)), "now": now})
         return
     session.execute(
@@ -685,7 +647,7 @@ def _queue_confirmations(session: Session, list_id: int, pending: set[int], new:
     if not allowed:
         return 0
     m = MAILS.c
-    if _is_pg(session):
+    if is_pg(session):
         mail_ids = list(session.execute(_PG_MAILS, {
             "ids": pg_ids(allowed), "now": now, "list_ids": str(list_id)}).scalars())
     else:
