@@ -26,10 +26,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import exists, func, insert, literal, select, update
+from sqlalchemy import exists, func, insert, literal, select, text, update
 from sqlalchemy.orm import Session
 
 from .. import db
+from ..bulk import is_pg, one_of
 from ..config import Settings
 from ..db import utcnow
 from ..mail.base import (
@@ -216,6 +217,21 @@ def finish_if_done(session: Session, campaign_id: int) -> bool:
 # ---------------------------------------------------------------- the batch job
 
 
+def commit_quickly(session: Session) -> None:
+    """Commit a batch job's bookkeeping without waiting for the WAL flush (PostgreSQL).
+
+    The commit is as atomic and as visible as any other; only a crash of the database
+    server itself (not of a worker) within ~0.6 s could lose it (`synchronous_commit`).
+    The cost is then a re-sent batch at worst (a lost "sent" mark), never a lost
+    recipient or an unsubscribe ignored: those are other transactions, flushed as usual.
+    One flush wait per commit was a fifth of a batch's time (bench/campaign.py 100k:
+    15.7k → 19.6k recipients/s).
+    """
+    if is_pg(session):
+        session.execute(text("SET LOCAL synchronous_commit TO off"))
+    session.commit()
+
+
 def claim_batch(session: Session, batch_id: int) -> bool:
     campaign_sending = exists().where(
         Campaign.id == Batch.campaign_id, Campaign.status == CampaignStatus.sending
@@ -226,7 +242,7 @@ def claim_batch(session: Session, batch_id: int) -> bool:
         .values(status=BatchStatus.sending, attempts=Batch.attempts + 1, claimed_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    session.commit()
+    commit_quickly(session)
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -236,7 +252,8 @@ def _mark(session: Session, delivery_ids: Sequence[int], status: DeliveryStatus,
         return
     session.execute(
         update(Delivery)
-        .where(Delivery.id.in_(list(delivery_ids)), Delivery.status == DeliveryStatus.queued)
+        .where(one_of(session, Delivery.id, list(delivery_ids), ids=True),
+               Delivery.status == DeliveryStatus.queued)
         .values(status=status, **values)
         .execution_options(synchronize_session=False)
     )
@@ -263,7 +280,8 @@ def recheck(session: Session, campaign: Campaign, batch_id: int) -> list[Any]:
     conf = settings()
     hashes = {r.id: email_hash(r.email, conf) for r in rows if r.email}
     suppressed = set(session.scalars(
-        select(Suppression.email_hash).where(Suppression.email_hash.in_(list(hashes.values())))
+        select(Suppression.email_hash)
+        .where(one_of(session, Suppression.email_hash, list(hashes.values())))
     )) if hashes else set()
     skipped: dict[str, list[int]] = {}
     keep = []
@@ -282,7 +300,7 @@ def recheck(session: Session, campaign: Campaign, batch_id: int) -> list[Any]:
         skipped.setdefault(reason, []).append(r.id)
     for reason, ids in skipped.items():
         _mark(session, ids, DeliveryStatus.skipped, reason=reason)
-    session.commit()
+    commit_quickly(session)
     return keep
 
 
@@ -341,11 +359,11 @@ def send_batch(batch_id: int) -> None:
         by_locale: dict[str, list[Any]] = {}
         for row in rows:
             by_locale.setdefault(variant_locale(row.locale), []).append(row)
-        for locale, group in sorted(by_locale.items()):
+        for n, (locale, group) in enumerate(sorted(by_locale.items())):
             variant = cached_variant(campaign, locale)
             pending = [(row.id, personalization(campaign, variant, row, list_ids, conf))
                        for row in group]
-            _post(session, campaign, batch, variant, pending, conf)
+            _post(session, campaign, batch, variant, pending, conf, fresh_claim=n == 0)
     except BatchReleased:
         return
     except ContentError as exc:
@@ -358,22 +376,27 @@ def send_batch(batch_id: int) -> None:
         .values(status=BatchStatus.done, finished_at=utcnow(), error="")
         .execution_options(synchronize_session=False)
     )
-    session.commit()
+    commit_quickly(session)
     finish_if_done(session, campaign.id)
 
 
 def _heartbeat(session: Session, batch: Batch) -> None:
     session.execute(update(Batch).where(Batch.id == batch.id).values(claimed_at=utcnow())
                     .execution_options(synchronize_session=False))
-    session.commit()
+    commit_quickly(session)
 
 
 def _post(session: Session, campaign: Campaign, batch: Batch, variant: RenderedVariant,
-          pending: list[tuple[int, Personalization]], conf: Settings) -> None:
-    """Post `pending` until each is sent or failed; raise BatchReleased to give up for now."""
+          pending: list[tuple[int, Personalization]], conf: Settings, *,
+          fresh_claim: bool = False) -> None:
+    """Post `pending` until each is sent or failed; raise BatchReleased to give up for now.
+
+    Each attempt but one right after the claim first renews the batch's lease."""
     failures = 0
     while pending:
-        _heartbeat(session, batch)
+        if failures or not fresh_claim:
+            _heartbeat(session, batch)  # the claim itself stamped the first attempt
+        fresh_claim = False
         mail = build_mail(campaign, variant, [p for _, p in pending], conf)
         try:
             result = transport().send(mail)
@@ -387,11 +410,11 @@ def _post(session: Session, campaign: Campaign, batch: Batch, variant: RenderedV
                     for index, reason in bad.items():
                         _mark(session, [pending[index][0]], DeliveryStatus.failed,
                               reason=reason[:1000] or "rejected")
-                    session.commit()
+                    commit_quickly(session)
                     pending = [item for i, item in enumerate(pending) if i not in bad]
                     continue
             _mark(session, [d for d, _ in pending], DeliveryStatus.failed, reason=str(exc)[:1000])
-            session.commit()
+            commit_quickly(session)
             return
         except TransientMailError as exc:
             failures += 1
@@ -404,7 +427,7 @@ def _post(session: Session, campaign: Campaign, batch: Batch, variant: RenderedV
             continue
         _mark(session, [d for d, _ in pending], DeliveryStatus.sent, sent_at=utcnow(),
               message_id=result.message_id[:100])
-        session.commit()
+        commit_quickly(session)
         return
 
 
