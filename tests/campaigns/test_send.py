@@ -52,3 +52,27 @@ def test_every_recipient_gets_their_language_links_and_footer(
         assert "Drug Policy Action" in m["html"] and "1 Main St, Springfield" in m["text"]
         assert m["custom_args"] == {"campaign_id": str(cid), "subscriber_id": str(ids[i])}
         assert "-@" not in m["html"] + m["text"] + m["subject"]
+
+
+def test_links_share_one_placeholder_unless_the_public_url_needs_escaping(
+    app: Flask, client: FlaskClient, api_token: Callable[[str], dict[str, str]],
+) -> None:
+    from dataclasses import replace
+
+    from service import db
+    from service.campaigns.render import render_variant
+    from service.models import Campaign
+
+    cid = create(client, api_token("campaigner"))["id"]
+    campaign = db.session().get(Campaign, cid)
+    assert campaign is not None
+    settings = app.extensions["settings"]
+    plain = render_variant(campaign, "en", settings)
+    assert "unsubscribe_url" in plain.text_names and "unsubscribe_url" not in plain.html_names
+    assert "-@unsubscribe_url@-" in plain.html and "-@unsubscribe_url@h-" not in plain.html
+    odd = render_variant(campaign, "en", replace(settings, public_url="https://x.org/a&b"))
+    assert "unsubscribe_url" in odd.html_names and "-@unsubscribe_url@h-" in odd.html
+    url = "https://x.org/a&b/unsubscribe/t"
+    subs = odd.substitutions({"unsubscribe_url": url})
+    assert subs["-@unsubscribe_url@h-"] == "https://x.org/a&amp;b/unsubscribe/t"
+    assert subs["-@unsubscribe_url@-"] == url
