@@ -10,9 +10,25 @@ twice and campaign batches are claimed with a conditional UPDATE.
 from __future__ import annotations
 
 import argparse
+import logging
 
-from service import create_app
+from service import create_app, db
 from service.queue import task_queue
+
+log = logging.getLogger("worker")
+
+
+def recovery_pass() -> None:
+    """What killed workers left: campaign batches, then imports (each on its own)."""
+    from service.campaigns.recovery import recover
+    from service.imports.recovery import recover_imports
+
+    for step in (recover, recover_imports):
+        try:
+            step()
+        except Exception:  # periodic: the next pass tries again
+            db.session().rollback()
+            log.exception("recovery step %s failed", step.__name__)
 
 
 def main() -> None:
@@ -23,8 +39,10 @@ def main() -> None:
     app = create_app()
     with app.app_context():
         from service.campaigns.recovery import recover, schedule_watchdog
+        from service.imports.recovery import recover_imports
 
         recover()  # batches abandoned by a killed worker, campaigns due while none ran
+        recover_imports()  # imports whose worker was killed mid-file
         schedule_watchdog()
         # RQ forks its scheduler from this process: close every database connection first
         # so the child inherits none (an inherited socket would outlive this process and
@@ -34,8 +52,9 @@ def main() -> None:
         database.engine.dispose()
         # Every lease period (idle or not) each worker runs the recovery pass itself and
         # takes over RQ's scheduler if its holder died: neither waits for the scheduler.
-        lease = app.extensions["settings"].campaign_lease_seconds
-        worker = task_queue().make_worker(name=args.name, maintenance=recover,
+        settings = app.extensions["settings"]
+        lease = min(settings.campaign_lease_seconds, settings.import_lease_seconds)
+        worker = task_queue().make_worker(name=args.name, maintenance=recovery_pass,
                                           every=max(5, lease))
         worker.work(burst=args.burst, with_scheduler=True)
 

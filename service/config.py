@@ -64,6 +64,9 @@ class Settings:
     # presumed abandoned (worker killed) and requeued by the recovery pass.
     campaign_lease_seconds: int = 60
     campaign_batch_size: int = 1000
+    # Imports run as a job (issue 6): a running import whose heartbeat (one per chunk) is
+    # older than this lease was abandoned by a killed worker and is queued again.
+    import_lease_seconds: int = 120
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -110,6 +113,9 @@ class Settings:
                 env.get("CAMPAIGN_LEASE_SECONDS", cls.campaign_lease_seconds)
             ),
             campaign_batch_size=int(env.get("CAMPAIGN_BATCH_SIZE", cls.campaign_batch_size)),
+            import_lease_seconds=int(
+                env.get("IMPORT_LEASE_SECONDS", cls.import_lease_seconds)
+            ),
         )
 
     def with_overrides(self, overrides: dict[str, Any]) -> Settings:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import cast
+from typing import Any, cast
 
+from flask import current_app
 from sqlalchemy import Table, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from .. import db
+from ..config import Settings
 from ..db import utcnow
 from ..models import ConfirmationMail, Import, ImportProblem, ImportStatus
 from ..subscribers import Evidence
@@ -21,9 +23,18 @@ from .uploads import drop_upload, upload_file
 log = logging.getLogger(__name__)
 
 PROBLEMS = cast(Table, ImportProblem.__table__)
-# A running import whose heartbeat (one per chunk, i.e. about every second) is older
-# than this was abandoned by a killed worker: a retry of the job may take it over.
-LEASE = timedelta(minutes=2)
+
+
+class LeaseLost(RuntimeError):
+    """The import was taken over (requeued or claimed by a newer attempt) meanwhile."""
+
+
+def lease() -> timedelta:
+    """A running import whose heartbeat (one per chunk, i.e. about every second) is older
+    than this (`IMPORT_LEASE_SECONDS`) was abandoned by a killed worker: the recovery pass
+    queues it again, and a retry of the job may take it over."""
+    settings: Settings = current_app.extensions["settings"]
+    return timedelta(seconds=settings.import_lease_seconds)
 
 
 def send_import_confirmations(mail_ids: list[int]) -> str:
@@ -45,7 +56,11 @@ def send_import_confirmations(mail_ids: list[int]) -> str:
 
 
 def _claim(session: Session, import_id: int) -> bool:
-    """Conditional UPDATE: queued, failed by an earlier attempt, or abandoned → running."""
+    """Conditional UPDATE: queued, failed by an earlier attempt, or abandoned → running.
+
+    Each claim counts one more attempt; the attempt number fences the chunks and the end
+    of this run (`_progress`, `_finish`), so a worker that lost its lease stops.
+    """
     now = utcnow()
     result = session.execute(
         update(Import)
@@ -55,7 +70,7 @@ def _claim(session: Session, import_id: int) -> bool:
                 Import.status.in_([ImportStatus.queued, ImportStatus.failed]),
                 and_(
                     Import.status == ImportStatus.running,
-                    or_(Import.heartbeat_at.is_(None), Import.heartbeat_at < now - LEASE),
+                    or_(Import.heartbeat_at.is_(None), Import.heartbeat_at < now - lease()),
                 ),
             ),
         )
@@ -66,12 +81,17 @@ def _claim(session: Session, import_id: int) -> bool:
     return bool(getattr(result, "rowcount", 0))
 
 
-def _progress(import_id: int) -> ChunkHook:
+def _ours(import_id: int, attempt: int) -> Any:
+    return and_(Import.id == import_id, Import.status == ImportStatus.running,
+                Import.attempts == attempt)
+
+
+def _progress(import_id: int, attempt: int) -> ChunkHook:
     def hook(session: Session, result: ChunkResult) -> None:
         c = result.counts
-        session.execute(
+        moved = session.execute(
             update(Import)
-            .where(Import.id == import_id)
+            .where(_ours(import_id, attempt))
             .values(
                 processed_rows=max(0, result.last_line - 1),
                 rows_created=Import.rows_created + c.created,
@@ -83,6 +103,8 @@ def _progress(import_id: int) -> ChunkHook:
                 heartbeat_at=utcnow(),
             )
         )
+        if not getattr(moved, "rowcount", 0):
+            raise LeaseLost(f"import {import_id}: attempt {attempt} was taken over")
         if result.problems:
             session.execute(
                 insert_for(session, PROBLEMS).on_conflict_do_nothing(),
@@ -93,15 +115,14 @@ def _progress(import_id: int) -> ChunkHook:
     return hook
 
 
-def _finish(session: Session, import_id: int, status: ImportStatus, error: str = "") -> None:
-    row = session.get(Import, import_id)
-    if row is None:
-        return
-    row.status = status
-    row.error = error[:2000]
-    row.finished_at = utcnow()
+def _finish(session: Session, import_id: int, attempt: int, status: ImportStatus,
+            error: str = "") -> None:
+    values: dict[str, Any] = {"status": status, "error": error[:2000],
+                              "finished_at": utcnow()}
     if status == ImportStatus.done:
-        row.processed_rows = row.total_rows
+        values["processed_rows"] = Import.total_rows
+    ended = session.execute(update(Import).where(_ours(import_id, attempt)).values(**values))
+    if getattr(ended, "rowcount", 0) and status == ImportStatus.done:
         drop_upload(session, import_id)  # the data is in; keep no copy of the file
     session.commit()
 
@@ -113,6 +134,8 @@ def run_import_job(import_id: int) -> str:
         return "not claimable (done, or running elsewhere)"
     row = session.get(Import, import_id)
     assert row is not None
+    session.refresh(row)  # the claim's values, not an earlier attempt's in this session
+    attempt = row.attempts
     if row.started_at is None:
         row.started_at = utcnow()
         session.commit()
@@ -129,16 +152,21 @@ def run_import_job(import_id: int) -> str:
             with path.open("rb") as raw:
                 scan(raw)
             with path.open(encoding="utf-8-sig", newline="") as text:
-                run_import(session, rows(text), options, on_chunk=_progress(import_id),
-                           after_line=resume_after)
+                run_import(session, rows(text), options,
+                           on_chunk=_progress(import_id, attempt), after_line=resume_after)
+    except LeaseLost as exc:
+        session.rollback()  # its chunk rolled back; the attempt that took over goes on
+        log.warning("%s", exc)
+        return "lease lost: taken over by another attempt"
     except FileError as exc:
         session.rollback()
-        _finish(session, import_id, ImportStatus.failed, str(exc))
+        _finish(session, import_id, attempt, ImportStatus.failed, str(exc))
         return f"failed: {exc}"
     except Exception as exc:
         session.rollback()
         log.exception("import %s failed", import_id)
-        _finish(session, import_id, ImportStatus.failed, f"{type(exc).__name__}: {exc}")
+        _finish(session, import_id, attempt, ImportStatus.failed,
+                f"{type(exc).__name__}: {exc}")
         raise  # RQ retries; the retry resumes after the last committed chunk
-    _finish(session, import_id, ImportStatus.done)
+    _finish(session, import_id, attempt, ImportStatus.done)
     return "done"
