@@ -189,3 +189,43 @@ def test_hosted_form_in_both_languages(client):
     es = client.get("/subscribe?lists=action-alerts,newsletter&lang=es").get_data(as_text=True)
     assert "Sign up" in en and "Action alerts" in en and "Monthly newsletter" not in en
     assert "Suscríbete" in es and "Boletín mensual" in es and 'name="website"' in es
+
+
+def test_a_new_address_stores_the_same_rows_on_every_backend(client, run_jobs, sink):
+    """PostgreSQL writes a new address in one statement, SQLite through the ORM: same rows."""
+    from service.models import ConfirmationMail, MailingList
+
+    response = client.post(
+        "/api/v1/subscriptions",
+        json={"email": "Lu@Example.org", "lists": ["newsletter", "action-alerts"],
+              "first_name": "Lu", "last_name": "Ng", "postal_code": "10001", "lang": "es",
+              "source": "https://org.example/petition"},
+        headers={"User-Agent": "UA/1.0"}, environ_base={"REMOTE_ADDR": "192.0.2.7"},
+    )
+    assert response.status_code == 202
+    session = db.session()
+    lists = {ml.id: ml.slug for ml in session.scalars(select(MailingList))}
+    sub = session.scalars(select(Subscriber)).one()
+    assert (sub.email, sub.email_key, sub.first_name, sub.last_name, sub.postal_code,
+            sub.state, sub.locale, sub.status.value, sub.attributes) == (
+        "Lu@example.org", "lu@example.org", "Lu", "Ng", "10001", "NY", "es", "active", {})
+    assert sub.created_at is not None and sub.updated_at is not None
+    rows = session.scalars(select(Subscription).order_by(Subscription.list_id)).all()
+    assert sorted((lists[r.list_id], r.status.value, r.confirmed_at, r.unsubscribed_at)
+                  for r in rows) == [("action-alerts", "pending", None, None),
+                                     ("newsletter", "pending", None, None)]
+    assert all(r.subscriber_id == sub.id and r.created_at is not None for r in rows)
+    records = session.scalars(select(ConsentRecord).order_by(ConsentRecord.id)).all()
+    assert [(lists[c.list_id or 0], c.action, c.ip, c.user_agent, c.source, c.endpoint,
+             c.actor, c.note) for c in records] == [
+        (slug, "signup", "192.0.2.7", "UA/1.0", "https://org.example/petition", "api",
+         "subscriber", "") for slug in ("newsletter", "action-alerts")]
+    assert all(c.consent_text_version and c.subscriber_id == sub.id for c in records)
+    [mail] = session.scalars(select(ConfirmationMail)).all()
+    assert mail.subscriber_id == sub.id and mail.result == "queued"
+    assert mail.list_ids == ",".join(str(i) for i in sorted(r.list_id for r in rows))
+    run_jobs()
+    [message] = sink.messages()
+    assert message["to"][0]["email"] == "Lu@example.org"
+    db.session().expire_all()
+    assert db.session().get(ConfirmationMail, mail.id).result != "queued"
