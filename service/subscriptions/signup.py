@@ -32,6 +32,7 @@ from ..queue import MAIL_RETRY, enqueue_after_commit
 from ..subscribers import (
     Evidence,
     consent_fields,
+    email_hash,
     email_key,
     find_subscriber,
     forget_erasure,
@@ -214,15 +215,17 @@ def may_send_confirmation(
 
 # PostgreSQL, a new address (most signups): the subscriber, a pending subscription and a
 # consent record per list, and the confirmation mail's row, in one statement instead of
-# nine through the ORM. An address that exists already (or is being created by a
-# concurrent request, which ON CONFLICT waits for) inserts nothing here and takes the
-# general path below.
+# ten through the ORM. An address that exists already (or is being created by a
+# concurrent request, which ON CONFLICT waits for) or is suppressed inserts nothing here
+# and takes the general path below, which tells the two apart.
 _PG_NEW_SIGNUP = text("""
 WITH new AS (
     INSERT INTO subscribers (email, email_key, first_name, last_name, postal_code, state,
                              locale, status, attributes, created_at, updated_at)
-    VALUES (:email, :email_key, :first_name, :last_name, :postal_code, :state, :locale,
-            'active', CAST('{}' AS json), :now, :now)
+    SELECT :email, :email_key, :first_name, :last_name, :postal_code, :state, :locale,
+           'active', CAST('{}' AS json), :now, :now
+    WHERE NOT EXISTS (SELECT 1 FROM suppressions
+                      WHERE email_hash = :email_hash AND reason <> 'erased')
     ON CONFLICT (email_key) DO NOTHING
     RETURNING id
 ), lists AS (
@@ -252,7 +255,8 @@ def _signup_new_address_pg(session: Session, data: Validated,
         "first_name": data.first_name, "last_name": data.last_name,
         "postal_code": data.postal_code, "state": state_for(data.postal_code),
         "locale": data.lang, "now": utcnow(), "list_ids": list_ids,
-        "list_key": list_key(list_ids), **consent_fields("signup", evidence),
+        "list_key": list_key(list_ids), "email_hash": email_hash(data.email),
+        **consent_fields("signup", evidence),
     }).first()
     return (int(row.subscriber_id), int(row.id)) if row is not None else None
 
@@ -260,9 +264,6 @@ def _signup_new_address_pg(session: Session, data: Validated,
 def signup(session: Session, data: Validated, evidence: Evidence) -> Outcome:
     """Record the signup and queue a confirmation mail. The caller commits."""
     settings: Settings = current_app.extensions["settings"]
-    # An erased address may sign up again: that is new consent (see is_suppressed).
-    if is_suppressed(session, data.email, include_erased=False):
-        return Outcome.suppressed
     from .jobs import send_confirmation
 
     if is_pg(session) and settings.confirm_mail_max_per_day > 0:
@@ -273,6 +274,9 @@ def signup(session: Session, data: Validated, evidence: Evidence) -> Outcome:
                                  [ml.id for ml in data.lists], mail_id,
                                  retry_intervals=MAIL_RETRY)
             return Outcome.created
+    # An erased address may sign up again: that is new consent (see is_suppressed).
+    if is_suppressed(session, data.email, include_erased=False):
+        return Outcome.suppressed
     subscriber, created = _get_or_create_subscriber(session, data)
     existing: dict[int, Subscription] = {}
     if not created:
