@@ -12,19 +12,18 @@ search indexes of migration 0500 dropped.
 
 from __future__ import annotations
 
-import os
-import secrets
 import statistics
 import sys
 import time
+from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service import PROJECT_ROOT, create_app, db
-from service.admin.queries import SubscriberFilters, search_subscribers
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from bench.harness import scratch_database  # noqa: E402
+from service import create_app, db  # noqa: E402
+from service.admin.queries import SubscriberFilters, search_subscribers  # noqa: E402
 
 FIRST = ["Ana", "Bob", "Carla", "Diego", "Eva", "Fran", "Gus", "Hana", "Ivan", "Julia"]
 LAST = ["Garcia", "Smith", "Lopez", "Jones", "Nguyen", "Brown", "Diaz", "Kim", "Lee", "Ortiz"]
@@ -85,17 +84,7 @@ def time_cases(url: str) -> dict[str, float]:
 
 def main() -> None:
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-    base = make_url(os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
-    base = base.set(drivername="postgresql+psycopg")
-    name = f"actionlist_bench_{secrets.token_hex(3)}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = base.set(database=name).render_as_string(hide_password=False)
-    try:
-        cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
-        cfg.attributes["url"] = url
-        command.upgrade(cfg, "head")
+    with scratch_database("admin_search") as url:
         started = time.perf_counter()
         fill(url, rows)
         print(f"{rows:,} subscribers filled in {time.perf_counter() - started:.0f}s")
@@ -109,10 +98,6 @@ def main() -> None:
         print(f"{'search (median of 5, ms)':34} {'with 0500':>10} {'without':>10}")
         for case in CASES:
             print(f"{case:34} {measured[case]:10.1f} {reference[case]:10.1f}")
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

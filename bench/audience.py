@@ -14,8 +14,6 @@ which ignores segments, suppressions and people on two lists.
 
 from __future__ import annotations
 
-import os
-import secrets
 import statistics
 import sys
 import time
@@ -24,13 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from alembic import command  # noqa: E402
-from alembic.config import Config  # noqa: E402
 from sqlalchemy import create_engine, select, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
 from bench.admin_search import fill  # noqa: E402
-from service import PROJECT_ROOT, create_app, db  # noqa: E402
+from bench.harness import scratch_database  # noqa: E402
+from service import create_app, db  # noqa: E402
 from service.campaigns.audience import audience_count  # noqa: E402
 from service.models import Campaign, CampaignKind, MailingList  # noqa: E402
 
@@ -93,27 +89,12 @@ def measure(url: str) -> None:
 
 def main() -> None:
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-    default = "postgresql://postgres@127.0.0.1:5432/postgres"
-    base = make_url(os.environ.get("BENCH_DATABASE_URL", default))
-    base = base.set(drivername="postgresql+psycopg")
-    name = f"actionlist_bench_{secrets.token_hex(3)}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = base.set(database=name).render_as_string(hide_password=False)
-    try:
-        cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
-        cfg.attributes["url"] = url
-        command.upgrade(cfg, "head")
+    with scratch_database("audience") as url:
         started = time.perf_counter()
         fill(url, rows)
         extend(url)
         print(f"{rows:,} subscribers filled in {time.perf_counter() - started:.0f}s")
         measure(url)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

@@ -14,23 +14,27 @@ measured by scanning the deliveries' `sent_at` instead of the finished batches.
 from __future__ import annotations
 
 import os
-import secrets
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service import PROJECT_ROOT, create_app, db
-from service.campaigns.progress import RATE_WINDOW, campaign_progress, recent_sent_query
-from service.campaigns.sending import counts
-from service.db import utcnow
-from service.models import Campaign, Delivery, DeliveryStatus
+from sqlalchemy import create_engine, func, select, text  # noqa: E402
+
+from bench.harness import scratch_database  # noqa: E402
+from service import create_app, db  # noqa: E402
+from service.campaigns.progress import (  # noqa: E402
+    RATE_WINDOW,
+    campaign_progress,
+    recent_sent_query,
+)
+from service.campaigns.sending import counts  # noqa: E402
+from service.db import utcnow  # noqa: E402
+from service.models import Campaign, Delivery, DeliveryStatus  # noqa: E402
 
 BATCH = 1000
 
@@ -78,18 +82,7 @@ def median_ms(run: Callable[[], Any], session: Any) -> tuple[float, Any]:
 
 def main() -> None:
     deliveries = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-    base = make_url(os.environ.get("BENCH_DATABASE_URL",
-                                   "postgresql://postgres@127.0.0.1:5432/postgres"))
-    base = base.set(drivername="postgresql+psycopg")
-    name = f"actionlist_bench_{secrets.token_hex(3)}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = base.set(database=name).render_as_string(hide_password=False)
-    try:
-        cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
-        cfg.attributes["url"] = url
-        command.upgrade(cfg, "head")
+    with scratch_database("campaign_progress") as url:
         started = time.perf_counter()
         fill(url, deliveries)
         print(f"{deliveries:,} deliveries filled in {time.perf_counter() - started:.0f}s; "
@@ -120,10 +113,6 @@ def main() -> None:
                 print(f"{label:40} {ms:8.1f}  {value}")
             print(f"load average {os.getloadavg()}")
         app.extensions["db"].engine.dispose()
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

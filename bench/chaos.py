@@ -39,20 +39,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import harness  # noqa: E402
 from bench.campaign import BODY, seed  # noqa: E402
-from bench.harness import (  # noqa: E402
-    PYTHON,
-    Processes,
-    get_json,
-    load,
-    redis_database,
-    require_free_port,
-    scratch_database,
-    sigterm_exits,
-    sink_command,
-    wait_http,
-    worker_env,
-)
 
 SINK_PORT = 18340
 _BATCH_JOB = re.compile(r"^al-batch-(\d+)")
@@ -72,30 +60,31 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=SINK_PORT, help="the sink's port")
     parser.add_argument("--timeout", type=float, default=900.0)
     args = parser.parse_args()
-    sigterm_exits()
-    require_free_port(args.port)
+    harness.sigterm_exits()
+    harness.require_free_port(args.port)
     rng = random.Random(args.seed)
 
     from redis import Redis
     from sqlalchemy import create_engine, text
 
     with tempfile.TemporaryDirectory(prefix="bench-chaos-") as tmp, \
-            scratch_database("chaos") as url, redis_database("chaos") as redis_url:
-        procs = Processes(Path(tmp))
+            harness.scratch_database("chaos") as url, \
+            harness.redis_database("chaos") as redis_url:
+        procs = harness.Processes(Path(tmp))
         record = Path(tmp) / "sent.jsonl"
         redis = Redis.from_url(redis_url)
         engine = create_engine(url)
         try:
             seed(url, args.n, 0.0)
-            env = worker_env(url, redis_url, args.port,
-                             CAMPAIGN_LEASE_SECONDS=str(args.lease),
-                             CAMPAIGN_BATCH_SIZE=str(args.batch_size))
+            env = harness.worker_env(url, redis_url, args.port,
+                                     CAMPAIGN_LEASE_SECONDS=str(args.lease),
+                                     CAMPAIGN_BATCH_SIZE=str(args.batch_size))
             extra = ["--record", str(record), "--no-content"]
             if args.slow_ms:
                 extra += ["--fault-rate", "1", "--faults", "slow",
                           "--slow-seconds", str(args.slow_ms / 1000)]
-            sink = procs.start("sink", sink_command(args.port, *extra), env)
-            wait_http(args.port, "/_sink/stats", sink)
+            sink = procs.start("sink", harness.sink_command(args.port, *extra), env)
+            harness.wait_http(args.port, "/_sink/stats", sink)
 
             generation = 0
 
@@ -103,7 +92,8 @@ def main() -> int:
                 nonlocal generation
                 generation += 1
                 name = f"bench-chaos-{os.getpid()}-{slot}-{generation}"
-                proc = procs.start(f"worker{slot}", [PYTHON, "worker.py", "--name", name], env)
+                proc = procs.start(f"worker{slot}",
+                                   [harness.PYTHON, "worker.py", "--name", name], env)
                 return proc, name
 
             workers = [start_worker(slot) for slot in range(2)]
@@ -126,7 +116,7 @@ def main() -> int:
                     "lists": ["newsletter"]}), "bench")
                 session.commit()
                 campaign_id = campaign.id
-                load_at_send = load()
+                load_at_send = harness.load()
                 act(session, campaign, "send", "bench")
                 session.commit()
             t_send = time.perf_counter()
@@ -145,7 +135,7 @@ def main() -> int:
                     db.session().rollback()
                 return value
 
-            while get_json(args.port, "/_sink/stats")["personalizations"] == 0:
+            while harness.get_json(args.port, "/_sink/stats")["personalizations"] == 0:
                 if time.perf_counter() > deadline:
                     raise RuntimeError("nothing was sent")
                 time.sleep(0.02)
@@ -173,10 +163,10 @@ def main() -> int:
                     sending_now = conn.execute(text(
                         "SELECT count(*) FROM batches WHERE campaign_id = :c "
                         "AND status = 'sending'"), {"c": campaign_id}).scalar_one()
-                Processes.kill_group(proc)
+                harness.Processes.kill_group(proc)
                 proc.wait()
                 procs.procs.remove(proc)
-                sent_so_far = get_json(args.port, "/_sink/stats")["personalizations"]
+                sent_so_far = harness.get_json(args.port, "/_sink/stats")["personalizations"]
                 kills.append({"at": round(time.perf_counter() - t_send, 2), "slot": slot,
                               "batch": held, "unsent": unsent, "sending": sending_now,
                               "sink": sent_so_far})
@@ -197,7 +187,7 @@ def main() -> int:
                           flush=True)
                 time.sleep(0.2)
             took = time.perf_counter() - t_send
-            load_at_end = load()
+            load_at_end = harness.load()
             ledger = ledger_now()
             app.extensions["db"].engine.dispose()
         finally:

@@ -19,31 +19,23 @@ from __future__ import annotations
 
 import csv
 import os
-import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from bench.harness import BIN, ROOT, scratch_database  # noqa: E402
+
 FIRST = ["Ana", "Bob", "Carla", "Diego", "Eva", "Fran", "Gus", "Hana", "Ivan", "Julia"]
 LAST = ["García", "Smith", "López", "Jones", "Nguyen", "Brown", "Díaz", "Kim", "Lee", "Ortiz"]
 SMALL = 100_000
 # The US has about 41,000 ZIP codes; a list repeats them.
 ZIPS = [f"{10000 + (z * 2459) % 89999:05d}" for z in range(30_000)]
-
-
-def server_url() -> str:
-    raw = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL") \
-        or "postgresql://postgres@127.0.0.1:5432/postgres"
-    return make_url(raw).set(drivername="postgresql+psycopg").render_as_string(
-        hide_password=False)
 
 
 def generate(path: Path, rows: int) -> None:
@@ -61,28 +53,6 @@ def generate(path: Path, rows: int) -> None:
             writer.writerow([email, FIRST[i % 10], LAST[(i // 10) % 10],
                              ZIPS[(i * 7919) % len(ZIPS)], "es" if i % 5 == 0 else "en",
                              str(2000 + i % 25), f"Chapter {i % 37}"])
-
-
-@contextmanager
-def scratch_database() -> Iterator[str]:
-    from alembic import command
-    from alembic.config import Config
-
-    base = make_url(server_url())
-    name = f"actionlist_bench_import_{secrets.token_hex(3)}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = base.set(database=name).render_as_string(hide_password=False)
-    try:
-        cfg = Config(str(ROOT / "alembic.ini"))
-        cfg.attributes["url"] = url
-        command.upgrade(cfg, "head")
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def run_import(url: str, path: Path) -> tuple[float, float, str]:
@@ -144,7 +114,7 @@ def main() -> None:
           f"in {time.perf_counter() - started:.1f}s")
     print("load before:", os.getloadavg())
     try:
-        with scratch_database() as url:
+        with scratch_database("import") as url:
             tiny = folder / "tiny.csv"
             tiny.write_text("email\r\nbaseline@example.net\r\n", encoding="utf-8")
             seconds, rss, _line = run_import(url, tiny)
@@ -154,7 +124,7 @@ def main() -> None:
             seconds, rss, line = run_import(url, small)
             print(f"import {min(rows, SMALL):>9,} rows: {seconds:6.1f}s "
                   f"{min(rows, SMALL) / seconds:8,.0f} rows/s  peak RSS {rss:5.0f} MB  | {line}")
-        with scratch_database() as url:
+        with scratch_database("import") as url:
             seconds, rss, line = run_import(url, big)
             print(f"import {rows:>9,} rows: {seconds:6.1f}s {rows / seconds:8,.0f} rows/s  "
                   f"peak RSS {rss:5.0f} MB  | {line}")

@@ -37,19 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import (  # noqa: E402
-    BIN,
-    PYTHON,
-    Processes,
-    load,
-    redis_database,
-    require_free_port,
-    scratch_database,
-    sigterm_exits,
-    sink_command,
-    wait_http,
-    worker_env,
-)
+from bench import harness  # noqa: E402
 
 APP_PORT, SINK_PORT = 18320, 18321
 
@@ -154,9 +142,9 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=APP_PORT,
                         help="gunicorn port (the sink takes the next one)")
     args = parser.parse_args()
-    sigterm_exits()
+    harness.sigterm_exits()
     for port in (args.port, args.port + 1):
-        require_free_port(port)
+        harness.require_free_port(port)
 
     from redis import Redis
     from rq import Queue
@@ -165,28 +153,31 @@ def main() -> int:
     tag = secrets.token_hex(3)
     warmup = min(500, max(50, args.requests // 20))
     with tempfile.TemporaryDirectory(prefix="bench-signup-") as tmp, \
-            scratch_database("signup") as url, redis_database("signup") as redis_url:
-        procs = Processes(Path(tmp))
+            harness.scratch_database("signup") as url, \
+            harness.redis_database("signup") as redis_url:
+        procs = harness.Processes(Path(tmp))
         try:
-            env = worker_env(url, redis_url, args.port + 1,
-                             SIGNUP_RATE_LIMIT="100000000/minute",
-                             FORM_ALLOWED_ORIGINS="https://www.example.org")
+            env = harness.worker_env(url, redis_url, args.port + 1,
+                                     SIGNUP_RATE_LIMIT="100000000/minute",
+                                     FORM_ALLOWED_ORIGINS="https://www.example.org")
             gunicorn = procs.start("gunicorn", [
-                str(BIN / "gunicorn"), "-w", str(args.workers), "--log-level", "warning",
-                "--timeout", "120", "--backlog", "2048", "-b", f"127.0.0.1:{args.port}",
+                str(harness.BIN / "gunicorn"), "-w", str(args.workers),
+                "--log-level", "warning", "--timeout", "120", "--backlog", "2048",
+                "-b", f"127.0.0.1:{args.port}",
                 "service:create_app()"], env)
-            wait_http(args.port, "/healthz", gunicorn)
+            harness.wait_http(args.port, "/healthz", gunicorn)
             if args.worker:
-                sink = procs.start("sink", sink_command(args.port + 1, "--no-content"), env)
-                wait_http(args.port + 1, "/_sink/stats", sink)
-                procs.start("worker", [PYTHON, "worker.py"], env)
+                sink = procs.start(
+                    "sink", harness.sink_command(args.port + 1, "--no-content"), env)
+                harness.wait_http(args.port + 1, "/_sink/stats", sink)
+                procs.start("worker", [harness.PYTHON, "worker.py"], env)
 
             load_run(args.port, "signup", f"warm{tag}", 0, warmup, args.clients)
             load_run(args.port, "healthz", tag, 0, warmup, args.clients)
-            before = load()
+            before = harness.load()
             signups = load_run(args.port, "signup", tag, 0, args.requests, args.clients)
             reference = load_run(args.port, "healthz", tag, 0, args.requests, args.clients)
-            after = load()
+            after = harness.load()
 
             accepted = signups.statuses.get(202, 0) + warmup
             engine = create_engine(url)

@@ -68,22 +68,6 @@ def make_batches(n_batches: int, per_batch: int) -> list[list[dict[str, Any]]]:
     return batches
 
 
-def wait_for(port: int, path: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn on {port} exited with {proc.returncode}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", path)
-            conn.getresponse().read()
-            conn.close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"gunicorn on {port} did not answer")
-
-
 def post_all(port: int, bodies: list[tuple[bytes, dict[str, str]]], clients: int
              ) -> tuple[float, list[dict[str, Any]]]:
     def post(item: tuple[bytes, dict[str, str]]) -> dict[str, Any]:
@@ -114,91 +98,79 @@ def main() -> int:
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
-    from alembic import command
-    from alembic.config import Config
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from redis import Redis
     from rq import Queue
     from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
 
-    server = os.environ.get("BENCH_DATABASE_URL") or os.environ.get(
-        "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    from bench.harness import scratch_database, wait_http
+
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-    base = make_url(server).set(drivername="postgresql+psycopg")
-    name = f"actionlist_bench_webhook_{os.getpid()}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = base.set(database=name).render_as_string(hide_password=False)
     prefix = f"bench-webhook-{os.getpid()}-"
     procs: list[subprocess.Popen[bytes]] = []
-    try:
-        cfg = Config(str(ROOT / "alembic.ini"))
-        cfg.attributes["url"] = url
-        command.upgrade(cfg, "head")
+    with scratch_database("webhook") as url:
+        try:
+            key = ec.generate_private_key(ec.SECP256R1())
+            public = base64.b64encode(key.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo,
+            )).decode()
+            env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": secrets.token_hex(16),
+                   "SENDGRID_WEBHOOK_PUBLIC_KEY": public, "REDIS_URL": redis_url,
+                   "QUEUE_PREFIX": prefix, "PYTHONPATH": str(ROOT)}
+            gunicorn = [str(Path(sys.executable).parent / "gunicorn"), "-w", str(args.workers),
+                        "--log-level", "warning", "--timeout", "120"]
+            procs.append(subprocess.Popen(
+                [*gunicorn, "-b", f"127.0.0.1:{APP_PORT}", "service:create_app()"],
+                env=env, cwd=ROOT))
+            procs.append(subprocess.Popen(
+                [*gunicorn, "-b", f"127.0.0.1:{PLAIN_PORT}", "bench.webhook:trivial_app"],
+                env=env, cwd=ROOT))
+            wait_http(APP_PORT, "/healthz", procs[0], timeout=30)
+            wait_http(PLAIN_PORT, "/", procs[1], timeout=30)
 
-        key = ec.generate_private_key(ec.SECP256R1())
-        public = base64.b64encode(key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
-        env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": secrets.token_hex(16),
-               "SENDGRID_WEBHOOK_PUBLIC_KEY": public, "REDIS_URL": redis_url,
-               "QUEUE_PREFIX": prefix, "PYTHONPATH": str(ROOT)}
-        gunicorn = [str(Path(sys.executable).parent / "gunicorn"), "-w", str(args.workers),
-                    "--log-level", "warning", "--timeout", "120"]
-        procs.append(subprocess.Popen(
-            [*gunicorn, "-b", f"127.0.0.1:{APP_PORT}", "service:create_app()"], env=env, cwd=ROOT))
-        procs.append(subprocess.Popen(
-            [*gunicorn, "-b", f"127.0.0.1:{PLAIN_PORT}", "bench.webhook:trivial_app"],
-            env=env, cwd=ROOT))
-        wait_for(APP_PORT, "/healthz", procs[0])
-        wait_for(PLAIN_PORT, "/", procs[1])
+            batches = make_batches(args.batches, args.events)
+            total = args.batches * args.events
 
-        batches = make_batches(args.batches, args.events)
-        total = args.batches * args.events
+            def signed() -> list[tuple[bytes, dict[str, str]]]:
+                out = []
+                for batch in batches:
+                    body = json.dumps(batch).encode() + b"\r\n"
+                    ts = str(int(time.time()))
+                    sig = key.sign(ts.encode() + body, ec.ECDSA(hashes.SHA256()))
+                    out.append((body, {
+                        "Content-Type": "application/json",
+                        "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(sig).decode(),
+                        "X-Twilio-Email-Event-Webhook-Timestamp": ts}))
+                return out
 
-        def signed() -> list[tuple[bytes, dict[str, str]]]:
-            out = []
-            for batch in batches:
-                body = json.dumps(batch).encode() + b"\r\n"
-                ts = str(int(time.time()))
-                sig = key.sign(ts.encode() + body, ec.ECDSA(hashes.SHA256()))
-                out.append((body, {
-                    "Content-Type": "application/json",
-                    "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(sig).decode(),
-                    "X-Twilio-Email-Event-Webhook-Timestamp": ts}))
-            return out
+            bodies = signed()
+            size = sum(len(b) for b, _ in bodies) / len(bodies) / 1024
+            new_s, new_results = post_all(APP_PORT, bodies, args.clients)
+            dup_s, dup_results = post_all(APP_PORT, signed(), args.clients)
+            plain_s, _ = post_all(PLAIN_PORT, bodies, args.clients)
 
-        bodies = signed()
-        size = sum(len(b) for b, _ in bodies) / len(bodies) / 1024
-        new_s, new_results = post_all(APP_PORT, bodies, args.clients)
-        dup_s, dup_results = post_all(APP_PORT, signed(), args.clients)
-        plain_s, _ = post_all(PLAIN_PORT, bodies, args.clients)
-
-        stored = sum(r["stored"] for r in new_results)
-        duplicates = sum(r["duplicates"] for r in dup_results)
-        with create_engine(url).connect() as conn:
-            rows = conn.execute(text("SELECT count(*) FROM webhook_events")).scalar_one()
-        assert stored == rows == total, (stored, rows, total)
-        assert duplicates == total, duplicates
-        print(f"{args.batches} batches x {args.events} events ({size:.0f} KB each), "
-              f"{args.clients} clients, gunicorn -w {args.workers}, PostgreSQL")
-        print(f"webhook, new events:       {total / new_s:>9,.0f} events/s  ({new_s:.2f} s)")
-        print(f"webhook, all duplicates:   {total / dup_s:>9,.0f} events/s  ({dup_s:.2f} s)")
-        print(f"plain WSGI, same bodies:   {total / plain_s:>9,.0f} events/s  ({plain_s:.2f} s)")
-        print(f"stored rows: {rows}, duplicates refused: {duplicates}")
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=30)
-        redis = Redis.from_url(redis_url)
-        Queue(f"{prefix}default", connection=redis).empty()
-        redis.close()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+            stored = sum(r["stored"] for r in new_results)
+            duplicates = sum(r["duplicates"] for r in dup_results)
+            with create_engine(url).connect() as conn:
+                rows = conn.execute(text("SELECT count(*) FROM webhook_events")).scalar_one()
+            assert stored == rows == total, (stored, rows, total)
+            assert duplicates == total, duplicates
+            print(f"{args.batches} batches x {args.events} events ({size:.0f} KB each), "
+                  f"{args.clients} clients, gunicorn -w {args.workers}, PostgreSQL")
+            print(f"webhook, new events:       {total / new_s:>9,.0f} events/s  ({new_s:.2f} s)")
+            print(f"webhook, all duplicates:   {total / dup_s:>9,.0f} events/s  ({dup_s:.2f} s)")
+            print(f"plain WSGI, same bodies:   {total / plain_s:>9,.0f} events/s  "
+                  f"({plain_s:.2f} s)")
+            print(f"stored rows: {rows}, duplicates refused: {duplicates}")
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(timeout=30)
+            redis = Redis.from_url(redis_url)
+            Queue(f"{prefix}default", connection=redis).empty()
+            redis.close()
     return 0
 
 
