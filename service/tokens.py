@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +21,6 @@ from itsdangerous import (
     Signer,
     TimestampSigner,
     URLSafeTimedSerializer,
-    want_bytes,
 )
 from itsdangerous.encoding import base64_encode
 
@@ -81,12 +81,18 @@ class _SigningKeySigner(TimestampSigner):
         return self._signing_key
 
 
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 class _LinkSerializer(URLSafeTimedSerializer):
     """URLSafeTimedSerializer tuned for signing many small tokens (a campaign batch signs
     two links per recipient). Its tokens verify with the stock serializer and back:
 
     - it builds its signer once per salt instead of once per token (a signer holds only
       its keys and settings), and the signer derives its key once;
+    - it encodes the JSON with one reusable encoder set up as itsdangerous' own
+      (compact separators, `ensure_ascii=False`): `json.dumps` with options builds a new
+      encoder per call, half the cost of a link token;
     - it does not try to zlib-compress payloads: the stock one compresses only when that
       makes the payload shorter, which it never does for a few ids (so link tokens are
       byte-identical); a long payload simply stays uncompressed.
@@ -105,7 +111,7 @@ class _LinkSerializer(URLSafeTimedSerializer):
         return signer
 
     def dump_payload(self, obj: Any) -> bytes:
-        return base64_encode(want_bytes(self.serializer.dumps(obj, **self.serializer_kwargs)))
+        return base64_encode(_COMPACT_JSON.encode(obj).encode())
 
 
 @functools.lru_cache(maxsize=64)
