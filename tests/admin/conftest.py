@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from flask import Flask
@@ -14,6 +14,9 @@ from flask.testing import FlaskClient
 from service import db
 from service.auth import create_user
 from service.models import Role
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 PASSWORD = "correct horse battery staple"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -71,6 +74,13 @@ def log_in(client: FlaskClient, email: str, password: str = PASSWORD) -> str:
     )
     assert response.status_code == 302, response.text
     return token
+
+
+def log_in_page(page: Page, email: str, password: str = PASSWORD) -> None:
+    """Sign in through the admin's login form, which `page` (Playwright) is showing."""
+    page.fill("#email", email)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
 
 
 @pytest.fixture

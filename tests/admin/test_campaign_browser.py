@@ -29,23 +29,19 @@ from service.auth import create_user
 from service.mail.sink import SinkServer
 from service.models import Role
 from service.webhooks.stats import campaign_stats
+from tests.browser import ARTIFACTS, chromium, needs_chromium
 from tests.campaigns.helpers import seed
 
-from .conftest import PASSWORD
+from .conftest import PASSWORD, log_in_page
 
-CHROMIUM = Path("/usr/bin/chromium")
 PORT = 18521
-ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 AUDIENCE = 40
 WAIT_MS = 60_000  # per browser expectation; generous for a loaded 2-core machine
 WAIT_S = 90.0
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists() and os.environ.get("CI", "").lower() != "true",
-        reason="Debian Chromium is not installed (apt-get install chromium)",
-    ),
+    needs_chromium,
     pytest.mark.parametrize("backend", ["postgres"], indirect=True),
 ]
 
@@ -129,123 +125,113 @@ def live(make_app: Callable[..., Flask], tmp_path: Path) -> Iterator[Live]:
 
 
 def test_campaign_from_editor_to_statistics_in_chromium(live: Live) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    ARTIFACTS.mkdir(exist_ok=True)
     url, sink = live.url, live.sink
     dialogs: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            context = browser.new_context(viewport={"width": 1280, "height": 900})
-            context.set_default_timeout(WAIT_MS)
-            page = context.new_page()
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.accept()))
+    with chromium() as browser:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(WAIT_MS)
+        page = context.new_page()
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.accept()))
 
-            page.goto(f"{url}/admin/campaigns")
-            expect(page).to_have_url(f"{url}/admin/login?next=%2Fadmin%2Fcampaigns")
-            page.fill("#email", "campaigner@example.org")
-            page.fill("#password", PASSWORD)
-            page.click("button[type=submit]")
-            expect(page.locator("h1")).to_contain_text("Campaigns")
+        page.goto(f"{url}/admin/campaigns")
+        expect(page).to_have_url(f"{url}/admin/login?next=%2Fadmin%2Fcampaigns")
+        log_in_page(page, "campaigner@example.org")
+        expect(page.locator("h1")).to_contain_text("Campaigns")
 
-            # The editor: live audience count and a preview in each language.
-            page.click("text=New campaign")
-            page.fill("#name", "November rally")
-            page.select_option("#kind", "alert")
-            page.fill("#subject", "Rally {{ first_name }}")
-            page.fill("#preheader", "Saturday at noon, City Hall")
-            page.fill("#body", "# Join us\n\nHi {{ first_name }}, the vote is Monday.\n\n"
-                               "[RSVP here](https://act.example.org/rsvp)")
-            page.fill("#es_subject", "Manifestación {{ first_name }}")
-            page.fill("#es_body", "# Únete\n\nHola {{ first_name }}, la votación es el lunes.\n\n"
-                                  "[Confirma aquí](https://act.example.org/rsvp)")
-            page.check("input[name=lists][value=newsletter]")
-            expect(page.locator("#audience-count")).to_have_text(f"{AUDIENCE} people")
-            page.fill("#states", "NY")
-            expect(page.locator("#audience-count")).to_have_text("0 people")
-            page.fill("#states", "")
-            expect(page.locator("#audience-count")).to_have_text(f"{AUDIENCE} people")
-            preview = page.frame_locator("#preview")
-            expect(preview.locator("body")).to_contain_text("Hi Ana, the vote is Monday.")
-            page.click("#tab-es")
-            expect(page.locator("#preview-subject")).to_have_text("Manifestación Ana")
-            expect(preview.locator("h1")).to_have_text("Únete")
-            expect(preview.locator("body")).to_contain_text("Darse de baja")
-            page.screenshot(path=str(ARTIFACTS / "admin-campaign-editor-es.png"), full_page=True)
-            page.click("text=Save draft")
-            expect(page.locator("h1")).to_contain_text("November rally")
-            expect(page.locator("#audience")).to_have_text(str(AUDIENCE))
+        # The editor: live audience count and a preview in each language.
+        page.click("text=New campaign")
+        page.fill("#name", "November rally")
+        page.select_option("#kind", "alert")
+        page.fill("#subject", "Rally {{ first_name }}")
+        page.fill("#preheader", "Saturday at noon, City Hall")
+        page.fill("#body", "# Join us\n\nHi {{ first_name }}, the vote is Monday.\n\n"
+                           "[RSVP here](https://act.example.org/rsvp)")
+        page.fill("#es_subject", "Manifestación {{ first_name }}")
+        page.fill("#es_body", "# Únete\n\nHola {{ first_name }}, la votación es el lunes.\n\n"
+                              "[Confirma aquí](https://act.example.org/rsvp)")
+        page.check("input[name=lists][value=newsletter]")
+        expect(page.locator("#audience-count")).to_have_text(f"{AUDIENCE} people")
+        page.fill("#states", "NY")
+        expect(page.locator("#audience-count")).to_have_text("0 people")
+        page.fill("#states", "")
+        expect(page.locator("#audience-count")).to_have_text(f"{AUDIENCE} people")
+        preview = page.frame_locator("#preview")
+        expect(preview.locator("body")).to_contain_text("Hi Ana, the vote is Monday.")
+        page.click("#tab-es")
+        expect(page.locator("#preview-subject")).to_have_text("Manifestación Ana")
+        expect(preview.locator("h1")).to_have_text("Únete")
+        expect(preview.locator("body")).to_contain_text("Darse de baja")
+        page.screenshot(path=str(ARTIFACTS / "admin-campaign-editor-es.png"), full_page=True)
+        page.click("text=Save draft")
+        expect(page.locator("h1")).to_contain_text("November rally")
+        expect(page.locator("#audience")).to_have_text(str(AUDIENCE))
 
-            # Test send to a staff address: it reaches the sink, marked [TEST].
-            page.fill("#emails", "staff@example.org")
-            page.click("#test-send")
-            expect(page.locator(".flash")).to_contain_text("Test send queued")
-            test_mail = wait_until(
-                lambda: [m for m in sink.messages() if m["to"][0]["email"] == "staff@example.org"],
-                "the test mail at the sink")
-            assert test_mail[0]["subject"] == "[TEST] Rally Test"
-            page.click("#mail-es")
-            expect(page.frame_locator("#mail").locator("h1")).to_have_text("Únete")
-            page.screenshot(path=str(ARTIFACTS / "admin-campaign-draft.png"), full_page=True)
+        # Test send to a staff address: it reaches the sink, marked [TEST].
+        page.fill("#emails", "staff@example.org")
+        page.click("#test-send")
+        expect(page.locator(".flash")).to_contain_text("Test send queued")
+        test_mail = wait_until(
+            lambda: [m for m in sink.messages() if m["to"][0]["email"] == "staff@example.org"],
+            "the test mail at the sink")
+        assert test_mail[0]["subject"] == "[TEST] Rally Test"
+        page.click("#mail-es")
+        expect(page.frame_locator("#mail").locator("h1")).to_have_text("Únete")
+        page.screenshot(path=str(ARTIFACTS / "admin-campaign-draft.png"), full_page=True)
 
-            # Send now; pause half-way, resume; the bar follows the worker to 100 %.
-            page.click("#send-now")
-            expect(page.locator("#progress-bar")).to_be_visible()
-            expect(page.locator('#progress-card[data-status="sending"]')).to_be_attached()
-            # The bar moves while the page polls (the first of 8 one-second batches is done).
-            expect(page.locator("#progress-done")).not_to_have_text("0")
-            page.click("#pause")
-            expect(page.locator(".flash")).to_have_text("Paused.")
-            expect(page.locator("#status")).to_have_text("paused")
-            halfway = float(page.locator("#progress-bar").get_attribute("aria-valuenow") or 0)
-            assert 0 < halfway < 100
-            expect(page.frame_locator("#mail").locator("h1")).to_have_text("Join us")
-            page.screenshot(path=str(ARTIFACTS / "admin-campaign-paused.png"), full_page=True)
-            page.click("#resume")
-            expect(page.locator(".flash")).to_have_text("Resumed.")
-            expect(page.locator("#progress-bar")).to_have_attribute(
-                "aria-valuenow", "100", timeout=WAIT_S * 1000)
-            expect(page.locator("#status")).to_have_text("sent", timeout=WAIT_S * 1000)
-            # The page reloads for the new state: the buttons of a sending campaign go.
-            expect(page.locator('#progress-card[data-status="sent"]')).to_be_attached()
-            expect(page.locator("#pause")).to_have_count(0)
-            expect(page.locator("#cancel")).to_have_count(0)
-            expect(page.locator("#progress-done")).to_have_text(str(AUDIENCE))
-            expect(page.locator("#progress-total")).to_have_text(str(AUDIENCE))
-            page.screenshot(path=str(ARTIFACTS / "admin-campaign-sent.png"), full_page=True)
-            assert dialogs and dialogs[0].startswith("Send “November rally” to 40 people")
-            campaign_mail = [m for m in sink.messages() if "[TEST]" not in m["subject"]]
-            assert len(campaign_mail) == AUDIENCE
-            assert {m["subject"] for m in campaign_mail} >= {"Rally First1",
-                                                           "Manifestación First0"}
+        # Send now; pause half-way, resume; the bar follows the worker to 100 %.
+        page.click("#send-now")
+        expect(page.locator("#progress-bar")).to_be_visible()
+        expect(page.locator('#progress-card[data-status="sending"]')).to_be_attached()
+        # The bar moves while the page polls (the first of 8 one-second batches is done).
+        expect(page.locator("#progress-done")).not_to_have_text("0")
+        page.click("#pause")
+        expect(page.locator(".flash")).to_have_text("Paused.")
+        expect(page.locator("#status")).to_have_text("paused")
+        halfway = float(page.locator("#progress-bar").get_attribute("aria-valuenow") or 0)
+        assert 0 < halfway < 100
+        expect(page.frame_locator("#mail").locator("h1")).to_have_text("Join us")
+        page.screenshot(path=str(ARTIFACTS / "admin-campaign-paused.png"), full_page=True)
+        page.click("#resume")
+        expect(page.locator(".flash")).to_have_text("Resumed.")
+        expect(page.locator("#progress-bar")).to_have_attribute(
+            "aria-valuenow", "100", timeout=WAIT_S * 1000)
+        expect(page.locator("#status")).to_have_text("sent", timeout=WAIT_S * 1000)
+        # The page reloads for the new state: the buttons of a sending campaign go.
+        expect(page.locator('#progress-card[data-status="sent"]')).to_be_attached()
+        expect(page.locator("#pause")).to_have_count(0)
+        expect(page.locator("#cancel")).to_have_count(0)
+        expect(page.locator("#progress-done")).to_have_text(str(AUDIENCE))
+        expect(page.locator("#progress-total")).to_have_text(str(AUDIENCE))
+        page.screenshot(path=str(ARTIFACTS / "admin-campaign-sent.png"), full_page=True)
+        assert dialogs and dialogs[0].startswith("Send “November rally” to 40 people")
+        campaign_mail = [m for m in sink.messages() if "[TEST]" not in m["subject"]]
+        assert len(campaign_mail) == AUDIENCE
+        assert {m["subject"] for m in campaign_mail} >= {"Rally First1",
+                                                       "Manifestación First0"}
 
-            # Statistics: the sink's events come back through the webhook and the worker.
-            campaign_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
-            sink.flush_events()
+        # Statistics: the sink's events come back through the webhook and the worker.
+        campaign_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
+        sink.flush_events()
 
-            def delivered() -> int:
-                with live.app.app_context():
-                    figures = campaign_stats(db.session(), campaign_id)
-                    db.database().scoped.remove()
-                return int(figures["delivered"]) if figures["clicks"] else 0
+        def delivered() -> int:
+            with live.app.app_context():
+                figures = campaign_stats(db.session(), campaign_id)
+                db.database().scoped.remove()
+            return int(figures["delivered"]) if figures["clicks"] else 0
 
-            wait_until(lambda: (sink.flush_events() or True) and delivered() >= AUDIENCE,
-                       f"delivered events for the campaign ({live.worker_log})")
-            page.click("text=Statistics")
-            expect(page.locator("h1")).to_contain_text("Statistics")
-            # Only the campaign's own mail counts, not the test send.
-            expect(page.locator("#fig-delivered")).to_have_text(str(AUDIENCE))
-            expect(page.locator("svg.chart rect.bar").first).to_be_attached()
-            expect(page.locator("#top-links tbody td").first).to_contain_text("http")
-            page.screenshot(path=str(ARTIFACTS / "admin-campaign-stats.png"), full_page=True)
+        wait_until(lambda: (sink.flush_events() or True) and delivered() >= AUDIENCE,
+                   f"delivered events for the campaign ({live.worker_log})")
+        page.click("text=Statistics")
+        expect(page.locator("h1")).to_contain_text("Statistics")
+        # Only the campaign's own mail counts, not the test send.
+        expect(page.locator("#fig-delivered")).to_have_text(str(AUDIENCE))
+        expect(page.locator("svg.chart rect.bar").first).to_be_attached()
+        expect(page.locator("#top-links tbody td").first).to_contain_text("http")
+        page.screenshot(path=str(ARTIFACTS / "admin-campaign-stats.png"), full_page=True)
 
-            page.click("nav >> text=Campaigns")
-            expect(page.locator("table tbody")).to_contain_text("November rally")
-            page.screenshot(path=str(ARTIFACTS / "admin-campaigns.png"), full_page=True)
-            context.close()
-        finally:
-            browser.close()
+        page.click("nav >> text=Campaigns")
+        expect(page.locator("table tbody")).to_contain_text("November rally")
+        page.screenshot(path=str(ARTIFACTS / "admin-campaigns.png"), full_page=True)
+        context.close()

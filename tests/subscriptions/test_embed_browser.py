@@ -8,21 +8,19 @@ from the mail the sink recorded and presses Confirm.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from service import PROJECT_ROOT, db
+from service import db
 from service.models import Subscriber
+from tests.browser import ARTIFACTS, chromium, needs_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
 APP_PORT = 18130
 PARTNER_PORT = 18131
 APP = f"http://127.0.0.1:{APP_PORT}"
@@ -30,6 +28,7 @@ PARTNER = f"http://localhost:{PARTNER_PORT}"  # another host and port: another o
 
 pytestmark = [
     pytest.mark.browser,
+    needs_chromium,
     pytest.mark.parametrize("backend", ["sqlite"], indirect=True),
 ]
 
@@ -68,15 +67,6 @@ class PartnerHandler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def chromium_path() -> str:
-    if not CHROMIUM.exists():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("CI=true needs /usr/bin/chromium")
-        pytest.skip("Debian Chromium is not installed (apt-get install chromium)")
-    return str(CHROMIUM)
-
-
-@pytest.fixture
 def servers(make_app) -> Iterator[object]:  # type: ignore[no-untyped-def]
     app = make_app(public_url=APP)
     app_server = make_server("127.0.0.1", APP_PORT, app, threaded=True)
@@ -94,49 +84,38 @@ def servers(make_app) -> Iterator[object]:  # type: ignore[no-untyped-def]
             thread.join(5)
 
 
-def test_embedded_form_on_another_origin_signs_up_and_confirms(servers, sink, chromium_path):
-    from playwright.sync_api import sync_playwright
-
+def test_embedded_form_on_another_origin_signs_up_and_confirms(servers, sink):
     app = servers
-    artifacts = PROJECT_ROOT / "test-artifacts"
-    artifacts.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium_path,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            page = browser.new_page(locale="en-US")
-            page.goto(f"{PARTNER}/")
-            # The hosted form renders inside the partner's iframe (no frame-blocking header).
-            hosted = page.frame_locator("iframe[title='hosted form']")
-            assert hosted.locator("h1").inner_text() == "Suscríbete"
-            page.screenshot(path=str(artifacts / "embed-partner-page.png"), full_page=True)
+    with chromium() as browser:
+        page = browser.new_page(locale="en-US")
+        page.goto(f"{PARTNER}/")
+        # The hosted form renders inside the partner's iframe (no frame-blocking header).
+        hosted = page.frame_locator("iframe[title='hosted form']")
+        assert hosted.locator("h1").inner_text() == "Suscríbete"
+        page.screenshot(path=str(ARTIFACTS / "embed-partner-page.png"), full_page=True)
 
-            page.get_by_label("Email").fill("rosa.parks@example.org")
-            page.get_by_label("First name").fill("Rosa")
-            page.get_by_label("ZIP").fill("36104")
-            page.get_by_role("button", name="Sign up").click()
-            page.wait_for_url(f"{APP}/subscribe/thanks**")
-            assert page.locator("h1").inner_text() == "Check your email"
+        page.get_by_label("Email").fill("rosa.parks@example.org")
+        page.get_by_label("First name").fill("Rosa")
+        page.get_by_label("ZIP").fill("36104")
+        page.get_by_role("button", name="Sign up").click()
+        page.wait_for_url(f"{APP}/subscribe/thanks**")
+        assert page.locator("h1").inner_text() == "Check your email"
 
-            with app.app_context():
-                from service.queue import task_queue
+        with app.app_context():
+            from service.queue import task_queue
 
-                task_queue().local.drain()  # type: ignore[union-attr]
-            [mail] = [m for m in sink.messages() if m["to"][0]["email"] == "rosa.parks@example.org"]
-            match = re.search(re.escape(APP) + r"/confirm/[A-Za-z0-9_.\-]+", mail["text"])
-            assert match, mail["text"]
+            task_queue().local.drain()  # type: ignore[union-attr]
+        [mail] = [m for m in sink.messages() if m["to"][0]["email"] == "rosa.parks@example.org"]
+        match = re.search(re.escape(APP) + r"/confirm/[A-Za-z0-9_.\-]+", mail["text"])
+        assert match, mail["text"]
 
-            page.goto(match.group(0))
-            with app.app_context():
-                assert _statuses("rosa.parks@example.org") == {"action-alerts": "pending"}
-            page.get_by_role("button", name="Confirm").click()
-            page.wait_for_load_state()
-            assert page.locator("h1").inner_text() == "Subscription confirmed"
-            page.screenshot(path=str(artifacts / "embed-confirmed.png"), full_page=True)
-        finally:
-            browser.close()
+        page.goto(match.group(0))
+        with app.app_context():
+            assert _statuses("rosa.parks@example.org") == {"action-alerts": "pending"}
+        page.get_by_role("button", name="Confirm").click()
+        page.wait_for_load_state()
+        assert page.locator("h1").inner_text() == "Subscription confirmed"
+        page.screenshot(path=str(ARTIFACTS / "embed-confirmed.png"), full_page=True)
 
     with app.app_context():
         assert _statuses("rosa.parks@example.org") == {"action-alerts": "confirmed"}

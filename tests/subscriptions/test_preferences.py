@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import threading
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import update
 from werkzeug.serving import make_server
 
-from service import PROJECT_ROOT, db
+from service import db
 from service.db import utcnow
 from service.models import ConfirmationMail, Subscriber
 from service.tokens import preferences_url
+from tests.browser import ARTIFACTS, CHROMIUM, chromium, needs_chromium
 
 from .selfservice_helpers import actions, confirmed_subscriber, path_of, statuses
 
@@ -95,20 +94,14 @@ def test_link_by_mail_same_answer_and_throttled(app, client, run_jobs, sink, ana
     assert client.post("/preferences", data={"email": "not an address"}).status_code == 422
 
 
-CHROMIUM = Path("/usr/bin/chromium")
 BROWSER_PORT = 18110
 
 
 @pytest.mark.browser
+@needs_chromium
 def test_spanish_preference_page_in_chromium(make_app, backend, sink):
-    if not CHROMIUM.exists():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("CI=true needs /usr/bin/chromium")
-        pytest.skip("Debian Chromium is not installed")
     if backend != "sqlite":
         pytest.skip("one live-server run is enough")
-    from playwright.sync_api import sync_playwright
-
     app = make_app()
     with app.app_context():
         from service.queue import task_queue
@@ -123,28 +116,19 @@ def test_spanish_preference_page_in_chromium(make_app, backend, sink):
     server = make_server("127.0.0.1", BROWSER_PORT, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    artifacts = PROJECT_ROOT / "test-artifacts"
-    artifacts.mkdir(exist_ok=True)
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=str(CHROMIUM),
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-            )
-            try:
-                page = browser.new_page(locale="en-US")
-                page.goto(f"http://127.0.0.1:{BROWSER_PORT}{url}")
-                assert page.locator("h1").inner_text() == "Tus preferencias"
-                assert page.locator("html").get_attribute("lang") == "es"
-                page.get_by_label("Boletín mensual").check()
-                page.get_by_label("Nombre", exact=True).fill("Ana Lucía")
-                page.get_by_role("button", name="Guardar mis preferencias").click()
-                page.wait_for_url("**saved=1")
-                assert page.get_by_role("status").inner_text() == (
-                    "Tus preferencias se han guardado.")
-                page.screenshot(path=str(artifacts / "preferences-es.png"), full_page=True)
-            finally:
-                browser.close()
+        with chromium() as browser:
+            page = browser.new_page(locale="en-US")
+            page.goto(f"http://127.0.0.1:{BROWSER_PORT}{url}")
+            assert page.locator("h1").inner_text() == "Tus preferencias"
+            assert page.locator("html").get_attribute("lang") == "es"
+            page.get_by_label("Boletín mensual").check()
+            page.get_by_label("Nombre", exact=True).fill("Ana Lucía")
+            page.get_by_role("button", name="Guardar mis preferencias").click()
+            page.wait_for_url("**saved=1")
+            assert page.get_by_role("status").inner_text() == (
+                "Tus preferencias se han guardado.")
+            page.screenshot(path=str(ARTIFACTS / "preferences-es.png"), full_page=True)
     finally:
         server.shutdown()
         server.server_close()

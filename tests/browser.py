@@ -1,0 +1,46 @@
+"""Debian Chromium driven by Playwright, launched the same way by every browser test.
+
+Mark a browser test with `@needs_chromium` (or put it in the module's `pytestmark`) so that
+it is skipped before its fixtures start any server when Chromium is not installed; with
+`CI=true` it runs instead and `chromium()` fails it, as CI must not skip it silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from service import PROJECT_ROOT
+from tests.conftest import CI
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"  # screenshots, kept after the run
+NOT_INSTALLED = "Debian Chromium is not installed (apt-get install chromium)"
+
+needs_chromium = pytest.mark.skipif(not CHROMIUM.exists() and not CI, reason=NOT_INSTALLED)
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Browser]:
+    """A Chromium browser, closed afterwards; ARTIFACTS exists for the screenshots."""
+    if not CHROMIUM.exists():
+        if CI:
+            pytest.fail(f"CI=true needs {CHROMIUM}")
+        pytest.skip(NOT_INSTALLED)
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
