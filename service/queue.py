@@ -74,12 +74,29 @@ class TaskQueue:
     def queues_in_order(self) -> list[Queue]:
         return [self.rq_queue(q) for q in QUEUE_ORDER]
 
-    def submit(self, request: JobRequest) -> None:
+    def submit_all(self, requests: list[JobRequest]) -> None:
+        """Queue jobs; on Redis all of them in one MULTI/EXEC round trip.
+
+        A signup's confirmation mail costs one round trip instead of two, and a
+        campaign's start job queues its thousand batch jobs in one instead of two
+        thousand.
+        """
+        if self.redis is None:
+            for request in requests:
+                self.submit(request)
+            return
+        with self.redis.pipeline() as pipe:
+            for request in requests:
+                self.submit(request, pipeline=pipe)
+            pipe.execute()
+
+    def submit(self, request: JobRequest, pipeline: Any = None) -> None:
         if self.local is not None:
             self.local.submit(request)
             return
         q = self.rq_queue(request.queue)
-        options: dict[str, Any] = {"job_timeout": request.timeout, "result_ttl": 3600}
+        options: dict[str, Any] = {"job_timeout": request.timeout, "result_ttl": 3600,
+                                   "pipeline": pipeline}
         if request.job_id:
             options["job_id"] = request.job_id
         if request.retry_intervals:
@@ -180,8 +197,7 @@ def install_session_hooks(session_factory: Any, app: Flask) -> None:
         jobs: list[JobRequest] = session.info.pop("jobs_after_commit", [])
         if jobs:
             tq: TaskQueue = app.extensions["queue"]
-            for job in jobs:
-                tq.submit(job)
+            tq.submit_all(jobs)
 
     @event.listens_for(session_factory, "after_rollback")
     def _drop_jobs(session: Session) -> None:

@@ -294,7 +294,7 @@ def test_recovery_requeues_only_abandoned_imports(
         tq.rq_queue("default").enqueue(jobs.run_import_job, waiting, job_id=f"import-{waiting}")
     session.commit()
     submitted: list[JobRequest] = []
-    monkeypatch.setattr(tq, "submit", submitted.append)
+    monkeypatch.setattr(tq, "submit_all", submitted.extend)
 
     assert recover_imports() == {"requeued_imports": 2, "reenqueued_imports": 1}
     assert [(j.func, j.args, j.queue, j.job_id) for j in submitted] == [
