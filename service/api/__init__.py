@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
 from flask import Flask, jsonify
 from flask_limiter.errors import RateLimitExceeded
 
-from ..extensions import api
+from ..extensions import api, limiter
 
 
 def register(app: Flask) -> None:
@@ -30,10 +32,14 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(RateLimitExceeded)
     def _rate_limited(exc: RateLimitExceeded) -> Any:
-        from flask import render_template, request
+        from flask import make_response, render_template, request
 
         if request.path.startswith("/api/"):
             response = jsonify({"errors": {"_request": [f"Too many requests: {exc.description}"]}})
             response.status_code = 429
-            return response
-        return render_template("public/rate_limited.html"), 429
+        else:
+            response = make_response(render_template("public/rate_limited.html"), 429)
+        current = limiter.current_limit
+        if current is not None:
+            response.headers["Retry-After"] = str(max(1, math.ceil(current.reset_at - time.time())))
+        return response

@@ -99,12 +99,19 @@ def test_rate_limit_per_ip(make_app):
         codes = [client.post("/api/v1/subscriptions", json={"email": f"r{i}@example.org", "lists": ["newsletter"]},
                              environ_base={"REMOTE_ADDR": "10.0.0.9"}).status_code for i in range(4)]
         assert codes == [202, 202, 202, 429]
+        refused = client.post("/api/v1/subscriptions", json={"email": "r9@example.org", "lists": ["newsletter"]},
+                              environ_base={"REMOTE_ADDR": "10.0.0.9"})
+        assert refused.status_code == 429 and 1 <= int(refused.headers["Retry-After"]) <= 61
+        assert refused.json["errors"]["_request"][0].startswith("Too many requests")
+        assert "X-RateLimit-Limit" not in refused.headers
         other = client.post("/api/v1/subscriptions", json={"email": "s@example.org", "lists": ["newsletter"]},
                             environ_base={"REMOTE_ADDR": "10.0.0.10"})
         assert other.status_code == 202
         limited = client.post("/subscribe", data={"email": "f@example.org", "lists": "newsletter"},
                               environ_base={"REMOTE_ADDR": "10.0.0.9"})
         assert limited.status_code in (202, 303, 429)
+        if limited.status_code == 429:
+            assert 1 <= int(limited.headers["Retry-After"]) <= 61
 
 
 def test_proxy_hops_decide_the_client_ip(make_app):
