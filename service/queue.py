@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app
@@ -189,6 +189,30 @@ def enqueue_after_commit(
     session.info.setdefault("jobs_after_commit", []).append(
         JobRequest(func, args, queue, job_id, retry_intervals, at, timeout)
     )
+
+
+def embedded_recovery(app: Flask, name: str, func: Callable[[], Any], *,
+                      again_after: float | None = None) -> None:
+    """In the embedded mode (no Redis, so no worker runs recovery passes), run the
+    recovery job `func` once at the first request, and once more `again_after` seconds
+    later: work a restart interrupted only looks abandoned once its lease has run out."""
+
+    @app.before_request
+    def _first_request() -> None:
+        done: set[str] = app.extensions.setdefault("embedded_recovery_done", set())
+        if name in done:
+            return
+        done.add(name)
+        if task_queue().local is None:
+            return
+        from . import db
+
+        session = db.session()
+        enqueue_after_commit(session, func, queue="default")
+        if again_after is not None:
+            enqueue_after_commit(session, func, queue="default",
+                                 at=datetime.now(UTC) + timedelta(seconds=again_after))
+        session.commit()
 
 
 def install_session_hooks(session_factory: Any, app: Flask) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from .. import db
 from ..auth import require_role
 from ..models import Campaign, Role
-from ..queue import enqueue_after_commit, task_queue
+from ..queue import embedded_recovery
 from .audience import audience_count
 from .drafts import (
     CampaignIn,
@@ -168,13 +168,6 @@ def register(app: Flask) -> None:
     csrf.exempt(blp)  # bearer tokens, no cookies: CSRF does not apply
     api.register_blueprint(blp)
 
-    @app.before_request
-    def _embedded_recovery() -> None:
-        if app.extensions.get("campaign_recovery_done"):
-            return
-        app.extensions["campaign_recovery_done"] = True
-        if task_queue().local is not None:
-            from .recovery import recover
+    from .recovery import recover
 
-            enqueue_after_commit(db.session(), recover, queue="default")
-            db.session().commit()
+    embedded_recovery(app, "campaigns", recover)

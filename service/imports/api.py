@@ -197,7 +197,12 @@ def export_subscribers() -> Any:
 
 
 def register(app: Flask) -> None:
+    """Register the blueprint; in embedded mode look for interrupted imports at start."""
     from ..extensions import api, csrf
+    from ..queue import embedded_recovery
+    from .recovery import recover_imports
 
     csrf.exempt(blp)  # bearer tokens, no cookies: CSRF does not apply
     api.register_blueprint(blp)
+    embedded_recovery(app, "imports", recover_imports,
+                      again_after=app.extensions["settings"].import_lease_seconds + 1)

@@ -27,7 +27,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from rq.job import Job
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
@@ -319,3 +319,44 @@ def test_recovery_requeues_only_abandoned_imports(
         Job.fetch(f"import-{waiting}", connection=tq.redis).delete()
         assert recover_imports() == {"requeued_imports": 0, "reenqueued_imports": 1}
         assert [j.job_id for j in submitted] == [f"import-{waiting}-r0"]
+
+
+@pytest.mark.parametrize("heartbeat_age", [600, 5], ids=["long-dead", "just-restarted"])
+def test_embedded_mode_resumes_an_import_a_restart_interrupted(
+    app: Flask, client: FlaskClient, run_jobs: Callable[..., None], heartbeat_age: int,
+) -> None:
+    """No Redis, so no worker runs recovery passes: the first request does, and once more
+    a lease later (an import interrupted a moment ago does not look abandoned yet)."""
+    from service.imports.uploads import create_import
+    from service.models import MailingList
+
+    if app.extensions["queue"].local is None:
+        pytest.skip("the embedded mode (in-process jobs)")
+    rows = people(300, invalid_every=100)
+    session = db.session()
+    newsletter = session.scalars(select(MailingList).where(MailingList.slug == "newsletter")).one()
+    row = create_import(session, io.BytesIO(csv_bytes(rows)), "signers.csv", newsletter,
+                        confirmed=True, consent_note=NOTE, actor="test")
+    # The process died after this commit and before its job ran: the import looks like a
+    # killed run (running, heartbeat stopped) and no job is left anywhere.
+    session.info.pop("jobs_after_commit")
+    row.status, row.attempts = ImportStatus.running, 1
+    row.heartbeat_at = utcnow() - timedelta(seconds=heartbeat_age)
+    session.commit()
+    import_id = row.id
+
+    assert client.get("/healthz").status_code == 200  # the (restarted) app's first request
+    run_jobs()
+    lease = app.extensions["settings"].import_lease_seconds
+    if heartbeat_age < lease:
+        assert state(import_id)["status"] == ImportStatus.running  # not stale yet
+        # A lease later (the clock moved on: the heartbeat has aged by as much), the
+        # second pass, already on its timer, finds it abandoned.
+        session.execute(update(Import).where(Import.id == import_id).values(
+            heartbeat_at=utcnow() - timedelta(seconds=heartbeat_age + lease)))
+        session.commit()
+        run_jobs(due_within=lease + 5)
+    final = state(import_id)
+    assert final["status"] == ImportStatus.done, final
+    assert (final["rows_created"], final["rows_invalid"], final["attempts"]) == (297, 3, 2)
+    assert_consistent(set(valid(rows)))
