@@ -394,8 +394,8 @@ def _post(session: Session, campaign: Campaign, batch: Batch, variant: RenderedV
     Each attempt but one right after the claim first renews the batch's lease."""
     failures = 0
     while pending:
-        if failures or not fresh_claim:
-            _heartbeat(session, batch)  # the claim itself stamped the first attempt
+        if not fresh_claim:
+            _heartbeat(session, batch)  # (the claim itself stamped the first attempt)
         fresh_claim = False
         mail = build_mail(campaign, variant, [p for _, p in pending], conf)
         try:
