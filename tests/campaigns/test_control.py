@@ -99,6 +99,33 @@ def test_pause_resume_and_an_unsubscribe_mid_send(
                             "campaign.pause", "campaign.resume", "campaign.finish"]
 
 
+def test_a_batch_that_keeps_failing_pauses_its_campaign(
+    app: Flask, client: FlaskClient, api_token: Headers, run_jobs: Callable[..., None], sink,
+    monkeypatch,
+) -> None:
+    """Every request answered 503: each attempt backs off inside the job, then releases the
+    batch for later; after MAX_BATCH_ATTEMPTS claims the campaign pauses, saying why."""
+    from service.campaigns import sending
+
+    monkeypatch.setattr(sending, "IN_JOB_BACKOFF", (0.01, 0.01))  # keep the test short
+    seed(3)
+    staff = api_token("campaigner")
+    cid = create(client, staff)["id"]
+    sink.set_faults(1.0, ["503"])
+    client.post(f"/api/v1/campaigns/{cid}/send", headers=staff)
+    run_jobs(due_within=60)  # the releases schedule retries 5 s later: fast-forwarded
+    data = get(client, staff, cid)
+    assert data["status"] == "paused", data
+    assert data["status_reason"].startswith("Too many errors: batch 0 failed 8 times")
+    assert "503" in data["status_reason"]
+    assert data["counts"] == {"total": 3, "queued": 3, "sent": 0, "failed": 0, "skipped": 0}
+    assert sink.messages() == [] and sink.stats()["faults"] == 8 * 3  # 3 tries a claim
+    sink.set_faults(0.0)
+    assert client.post(f"/api/v1/campaigns/{cid}/resume", headers=staff).status_code == 202
+    run_jobs()
+    assert get(client, staff, cid)["counts"]["sent"] == 3 and len(sink.messages()) == 3
+
+
 def test_cancel_stops_the_remaining_batches(
     app: Flask, client: FlaskClient, api_token: Headers, run_some: Callable[[int], None],
     run_jobs: Callable[[], None], sink,
