@@ -22,11 +22,9 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from .db import is_pg
+
 SEP = "\x1f"
-
-
-def is_pg(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
 
 
 def pg_column(values: list[str]) -> str:

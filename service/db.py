@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import JSON, DateTime, Enum, MetaData, create_engine, event
+from sqlalchemy import JSON, DateTime, Enum, MetaData, Table, create_engine, event, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -29,6 +31,29 @@ NAMING = {
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def is_pg(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def insert_for(session: Session, table: Table) -> Any:
+    """INSERT with ON CONFLICT support for the session's dialect (PostgreSQL or SQLite)."""
+    return (pg_insert if is_pg(session) else sqlite_insert)(table)
+
+
+def commit_quickly(session: Session) -> None:
+    """Commit without waiting for the WAL flush (PostgreSQL `synchronous_commit` off).
+
+    The commit is as atomic and as visible as any other; only a crash of the database
+    server itself (not of the process) within ~0.6 s could lose it. For work that is
+    safe to redo — an import chunk (idempotent), a campaign batch's bookkeeping (a lost
+    "sent" mark means a re-sent batch, never a lost recipient) — and nothing else:
+    signups, unsubscribes and staff actions keep the normal flush.
+    """
+    if is_pg(session):
+        session.execute(text("SET LOCAL synchronous_commit TO off"))
+    session.commit()
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from ..db import utcnow
+from ..db import is_pg, utcnow
 from ..models import (
     AuditRecord,
     Campaign,
@@ -148,7 +148,7 @@ def signups_per_day(session: Session, days: int = 90, today: date | None = None)
     first = today - timedelta(days=days - 1)
     start = datetime(first.year, first.month, first.day, tzinfo=utcnow().tzinfo)
     day = func.date(Subscriber.created_at)
-    if session.get_bind().dialect.name == "postgresql":
+    if is_pg(session):
         day = func.date(func.timezone("UTC", Subscriber.created_at))
     found: dict[str, int] = {
         str(d): n

@@ -26,13 +26,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import exists, func, insert, literal, select, text, update
+from sqlalchemy import exists, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from .. import db
-from ..bulk import is_pg, one_of
+from ..bulk import one_of
 from ..config import Settings
-from ..db import utcnow
+from ..db import commit_quickly, is_pg, utcnow
 from ..mail.base import (
     AuthMailError,
     OutgoingMail,
@@ -134,7 +134,7 @@ def freeze_audience(session: Session, campaign: Campaign, batch_size: int) -> in
         audience.c.id.label("sid"),
         ((func.row_number().over(order_by=audience.c.id) - 1) // batch_size).label("seq"),
     ).cte("aud")
-    if session.get_bind().dialect.name == "postgresql":
+    if is_pg(session):
         # One statement: batches via a data-modifying CTE, deliveries joined to them.
         new_batches = (
             insert(Batch)
@@ -215,21 +215,6 @@ def finish_if_done(session: Session, campaign_id: int) -> bool:
 
 
 # ---------------------------------------------------------------- the batch job
-
-
-def commit_quickly(session: Session) -> None:
-    """Commit a batch job's bookkeeping without waiting for the WAL flush (PostgreSQL).
-
-    The commit is as atomic and as visible as any other; only a crash of the database
-    server itself (not of a worker) within ~0.6 s could lose it (`synchronous_commit`).
-    The cost is then a re-sent batch at worst (a lost "sent" mark), never a lost
-    recipient or an unsubscribe ignored: those are other transactions, flushed as usual.
-    One flush wait per commit was a fifth of a batch's time (bench/campaign.py 100k:
-    15.7k → 19.6k recipients/s).
-    """
-    if is_pg(session):
-        session.execute(text("SET LOCAL synchronous_commit TO off"))
-    session.commit()
 
 
 def claim_batch(session: Session, batch_id: int) -> bool:

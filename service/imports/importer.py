@@ -40,14 +40,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import cast as sql_cast
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from ..bulk import SEP, is_pg, one_of, pg_column, pg_ids
+from ..bulk import SEP, one_of, pg_column, pg_ids
 from ..config import Settings
-from ..db import utcnow
+from ..db import commit_quickly, insert_for, is_pg, utcnow
 from ..models import (
     ConfirmationMail,
     ConsentRecord,
@@ -329,14 +327,12 @@ def _commit(session: Session, options: ImportOptions, settings: Settings,
             attempts: int = 3) -> ChunkResult:
     for attempt in range(attempts):
         try:
-            if is_pg(session):
-                # A crash of the server may lose the last commits; the database stays
-                # consistent and the import runs again idempotently: no WAL flush wait.
-                session.execute(text("SET LOCAL synchronous_commit TO off"))
             result = import_chunk(session, options, settings, chunk)
             if on_chunk is not None:
                 on_chunk(session, result)
-            session.commit()
+            # A crash of the server may lose the last chunks; the database stays
+            # consistent and the import runs again idempotently.
+            commit_quickly(session)
             return result
         except DBAPIError as exc:
             session.rollback()
@@ -348,12 +344,6 @@ def _commit(session: Session, options: ImportOptions, settings: Settings,
             session.rollback()
             raise
     raise AssertionError("unreachable")
-
-
-def insert_for(session: Session, table: Table) -> Any:
-    """INSERT with ON CONFLICT support for the session's dialect (PostgreSQL or SQLite)."""
-    dialect = session.get_bind().dialect.name
-    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
 
 
 def _merge(first: Row, later: Row) -> Row:

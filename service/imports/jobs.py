@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session
 
 from .. import db
 from ..config import Settings
-from ..db import utcnow
+from ..db import insert_for, utcnow
 from ..models import ConfirmationMail, Import, ImportProblem, ImportStatus
 from ..subscribers import Evidence
 from ..subscriptions.jobs import send_confirmation
 from .csvfile import FileError, rows, scan
-from .importer import ChunkHook, ChunkResult, ImportOptions, insert_for, run_import
+from .importer import ChunkHook, ChunkResult, ImportOptions, run_import
 from .uploads import drop_upload, upload_file
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from .. import db
-from ..db import utcnow
+from ..db import is_pg, utcnow
 from ..models import Import, ImportStatus
 from ..queue import enqueue_after_commit, task_queue
 from .jobs import lease, run_import_job
@@ -49,7 +49,7 @@ def recovery_job_id(import_id: int, attempts: int) -> str:
 
 def recover_imports() -> dict[str, int]:
     session = db.session()
-    if session.get_bind().dialect.name == "postgresql":  # fail this pass rather than wait
+    if is_pg(session):  # fail this pass rather than wait
         session.execute(text("SET LOCAL lock_timeout = '5s'"))
     now = utcnow()
     cutoff = now - lease()

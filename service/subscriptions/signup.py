@@ -17,9 +17,8 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..bulk import is_pg
 from ..config import Settings
-from ..db import utcnow
+from ..db import is_pg, utcnow
 from ..models import (
     ConfirmationMail,
     MailingList,

@@ -14,16 +14,15 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from flask import current_app
-from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
 from .. import db
 from ..config import Settings
+from ..db import insert_for
 from ..models import (
     Campaign,
     CampaignEventStat,
@@ -156,12 +155,6 @@ def _existing_campaigns(session: Session, ids: Iterable[int | None]) -> set[int]
     return set(session.scalars(select(Campaign.id).where(Campaign.id.in_(wanted))))
 
 
-def _upsert(session: Session, model: Any) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        return pg_insert(model.__table__)
-    return sqlite_insert(model.__table__)
-
-
 def _hour(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0)
 
@@ -185,7 +178,7 @@ def _count_statistics(session: Session, events: list[ParsedEvent]) -> None:
         if e.name == "click" and e.payload.get("url"):
             links[(e.campaign_id, str(e.payload["url"])[:4000])] += 1
     if buckets:
-        stmt = _upsert(session, CampaignEventStat)
+        stmt = insert_for(session, cast(Table, CampaignEventStat.__table__))
         stmt = stmt.on_conflict_do_update(
             index_elements=["campaign_id", "hour", "event"],
             set_={"count": CampaignEventStat.__table__.c.count + stmt.excluded.count},
@@ -195,12 +188,13 @@ def _count_statistics(session: Session, events: list[ParsedEvent]) -> None:
             for (c, h, name), n in sorted(buckets.items())
         ])
     if uniques:
-        stmt = _upsert(session, CampaignEventUnique).on_conflict_do_nothing()
+        stmt = insert_for(session, cast(Table, CampaignEventUnique.__table__))
+        stmt = stmt.on_conflict_do_nothing()
         session.execute(stmt, [
             {"campaign_id": c, "event": name, "recipient": r} for c, name, r in sorted(uniques)
         ])
     if links:
-        stmt = _upsert(session, CampaignLinkStat)
+        stmt = insert_for(session, cast(Table, CampaignLinkStat.__table__))
         stmt = stmt.on_conflict_do_update(
             index_elements=["campaign_id", "url_hash"],
             set_={"clicks": CampaignLinkStat.__table__.c.clicks + stmt.excluded.clicks},

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from ..db import utcnow
+from ..db import is_pg, utcnow
 from ..models import WebhookEvent
 
 MAX_KEY_LENGTH = 100
@@ -70,7 +70,7 @@ def dedup_key(event: dict[str, Any], content: str) -> str:
 
 def _insert_ignoring_duplicates(session: Session) -> Insert:
     table = EVENTS_TABLE
-    if session.get_bind().dialect.name == "postgresql":
+    if is_pg(session):
         return pg_insert(table).on_conflict_do_nothing()
     return sqlite_insert(table).prefix_with("OR IGNORE")
 
