@@ -38,11 +38,9 @@ def main() -> None:
     args = parser.parse_args()
     app = create_app()
     with app.app_context():
-        from service.campaigns.recovery import recover, schedule_watchdog
-        from service.imports.recovery import recover_imports
+        from service.campaigns.recovery import schedule_watchdog
 
-        recover()  # batches abandoned by a killed worker, campaigns due while none ran
-        recover_imports()  # imports whose worker was killed mid-file
+        recovery_pass()  # what a killed worker left, campaigns due while none ran
         schedule_watchdog()
         # RQ forks its scheduler from this process: close every database connection first
         # so the child inherits none (an inherited socket would outlive this process and
