@@ -25,6 +25,13 @@ log = logging.getLogger(__name__)
 PROBLEMS = cast(Table, ImportProblem.__table__)
 
 
+def job_id(import_id: int, requeued_after: int | None = None) -> str:
+    """The RQ job id of an import: its upload's job, or the recovery pass's requeue after
+    attempt `requeued_after` (deterministic, so two passes name one job)."""
+    base = f"import-{import_id}"
+    return base if requeued_after is None else f"{base}-r{requeued_after}"
+
+
 class LeaseLost(RuntimeError):
     """The import was taken over (requeued or claimed by a newer attempt) meanwhile."""
 

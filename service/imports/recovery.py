@@ -34,17 +34,12 @@ from .. import db
 from ..db import is_pg, utcnow
 from ..models import Import, ImportStatus
 from ..queue import enqueue_after_commit, task_queue
-from .jobs import lease, run_import_job
+from .jobs import job_id, lease, run_import_job
 from .uploads import JOB_RETRY, JOB_TIMEOUT
 
 log = logging.getLogger(__name__)
 
 WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
-
-
-def recovery_job_id(import_id: int, attempts: int) -> str:
-    """Deterministic per attempt: two passes that requeue the same attempt name one job."""
-    return f"import-{import_id}-r{attempts}"
 
 
 def recover_imports() -> dict[str, int]:
@@ -101,7 +96,7 @@ def _take(session: Session, import_id: int, status: ImportStatus, beat: datetime
 
 def _enqueue(session: Session, import_id: int, attempts: int) -> None:
     enqueue_after_commit(session, run_import_job, import_id, queue="default",
-                         job_id=recovery_job_id(import_id, attempts), timeout=JOB_TIMEOUT,
+                         job_id=job_id(import_id, attempts), timeout=JOB_TIMEOUT,
                          retry_intervals=JOB_RETRY)
 
 
@@ -114,9 +109,9 @@ def _job_waiting(import_id: int, attempts: int) -> bool:
     tq = task_queue()
     if tq.redis is None:  # in-process: any pending job may be this one
         return tq.local is not None and tq.local.pending() > 0
-    for job_id in (f"import-{import_id}", recovery_job_id(import_id, attempts)):
+    for name in (job_id(import_id), job_id(import_id, attempts)):
         try:
-            status = Job.fetch(job_id, connection=tq.redis).get_status(refresh=False)
+            status = Job.fetch(name, connection=tq.redis).get_status(refresh=False)
         except NoSuchJobError:
             continue
         if status in WAITING:

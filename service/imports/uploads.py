@@ -62,10 +62,10 @@ def create_import(
     found = scanner.finish()
     row.size_bytes = found.size
     row.total_rows = found.data_lines
-    from .jobs import run_import_job
+    from .jobs import job_id, run_import_job
 
     enqueue_after_commit(
-        session, run_import_job, row.id, queue="default", job_id=f"import-{row.id}",
+        session, run_import_job, row.id, queue="default", job_id=job_id(row.id),
         timeout=JOB_TIMEOUT, retry_intervals=JOB_RETRY,
     )
     return row
