@@ -245,10 +245,9 @@ SELECT id, :now, :list_key, 'queued' FROM new
 RETURNING id, subscriber_id""")
 
 
-def _signup_new_address_pg(session: Session, data: Validated,
+def _signup_new_address_pg(session: Session, data: Validated, list_ids: list[int],
                            evidence: Evidence) -> tuple[int, int] | None:
     """(subscriber id, confirmation mail id) if the address was new, else None."""
-    list_ids = [ml.id for ml in data.lists]
     row = session.execute(_PG_NEW_SIGNUP, {
         "email": data.email, "email_key": email_key(data.email),
         "first_name": data.first_name, "last_name": data.last_name,
@@ -266,11 +265,11 @@ def signup(session: Session, data: Validated, evidence: Evidence) -> Outcome:
     from .jobs import send_confirmation
 
     if is_pg(session) and settings.confirm_mail_max_per_day > 0:
-        new = _signup_new_address_pg(session, data, evidence)
+        list_ids = [ml.id for ml in data.lists]
+        new = _signup_new_address_pg(session, data, list_ids, evidence)
         if new is not None:
             subscriber_id, mail_id = new
-            enqueue_after_commit(session, send_confirmation, subscriber_id,
-                                 [ml.id for ml in data.lists], mail_id,
+            enqueue_after_commit(session, send_confirmation, subscriber_id, list_ids, mail_id,
                                  retry_intervals=MAIL_RETRY)
             return Outcome.created
     # An erased address may sign up again: that is new consent (see is_suppressed).
