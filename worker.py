@@ -10,6 +10,7 @@ twice and campaign batches are claimed with a conditional UPDATE.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 
 from service import create_app, db
@@ -52,6 +53,9 @@ def main() -> None:
         # takes over RQ's scheduler if its holder died: neither waits for the scheduler.
         settings = app.extensions["settings"]
         lease = min(settings.campaign_lease_seconds, settings.import_lease_seconds)
+        # Everything loaded so far lives as long as the process: keep it out of the cyclic
+        # garbage collector's full passes, which otherwise re-scan it while jobs allocate.
+        gc.freeze()
         worker = task_queue().make_worker(name=args.name, maintenance=recovery_pass,
                                           every=max(5, lease))
         worker.work(burst=args.burst, with_scheduler=True)

@@ -16,8 +16,8 @@ workers run `start_campaign` — freezing the audience into the ledger — and e
 - the peak VmRSS of each worker process tree (worker + RQ scheduler child, sampled every
   0.25 s from /proc), and of the largest single process;
 - the reference, in the same run: the sink-only limit — pre-built 1000-recipient payloads
-  of the same shape (built by the engine's own `personalization`/`build_mail`/
-  `request_body`) posted to the same sink as fast as possible from 2 processes — and the
+  of the same shape (built by the engine's own `Personalizer`/`build_mail`/
+  `encode_request`) posted to the same sink as fast as possible from 2 processes — and the
   ratio of the two.
 
 At the end it checks the ledger: every recipient has exactly one delivery, all `sent`, and
@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import io
-import json
 import multiprocessing
 import os
 import statistics
@@ -160,8 +159,8 @@ def reference_payloads(app: Any, campaign_id: int, n_payloads: int) -> list[byte
     """1000-recipient bodies exactly as the engine builds them, for made-up subscribers."""
     from service import db
     from service.campaigns.render import cached_variant
-    from service.campaigns.sending import build_mail, personalization
-    from service.mail.sendgrid import request_body
+    from service.campaigns.sending import Personalizer, build_mail
+    from service.mail.sendgrid import encode_request
     from service.models import Campaign
 
     class Row:
@@ -179,11 +178,10 @@ def reference_payloads(app: Any, campaign_id: int, n_payloads: int) -> list[byte
         variant = cached_variant(campaign, "en")
         list_ids = sorted(ml.id for ml in campaign.lists)
         payloads = []
+        personalize = Personalizer(campaign, variant, list_ids, conf)
         for k in range(n_payloads):
-            people = [personalization(campaign, variant, Row(k * 1000 + i), list_ids, conf)
-                      for i in range(1000)]
-            body = request_body(build_mail(campaign, variant, people, conf))
-            payloads.append(json.dumps(body).encode())
+            people = [personalize(Row(k * 1000 + i)) for i in range(1000)]
+            payloads.append(encode_request(build_mail(campaign, variant, people, conf)).encode())
         db.session().rollback()
         return payloads
 

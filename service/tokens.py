@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import enum
 import functools
+import hashlib
+import hmac
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +24,8 @@ from itsdangerous import (
     TimestampSigner,
     URLSafeTimedSerializer,
 )
-from itsdangerous.encoding import base64_encode
+from itsdangerous.encoding import base64_encode, int_to_bytes
+from itsdangerous.signer import HMACAlgorithm
 
 from .config import Settings
 
@@ -81,6 +84,27 @@ class _SigningKeySigner(TimestampSigner):
         return self._signing_key
 
 
+class _KeyedHMAC(HMACAlgorithm):
+    """itsdangerous' default algorithm (HMAC-SHA1), keyed once per key.
+
+    The stock one hands `hmac.new` a Python function as the digest, which takes hmac's
+    slow path and sets the key up again for every token; here the keyed state is built
+    once and copied for each value. The signatures are the same bytes.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(hashlib.sha1)
+        self._keyed: dict[bytes, Any] = {}
+
+    def get_signature(self, key: bytes, value: bytes) -> bytes:
+        keyed = self._keyed.get(key)
+        if keyed is None:
+            keyed = self._keyed[key] = hmac.new(key, digestmod=hashlib.sha1)
+        mac = keyed.copy()
+        mac.update(value)
+        return bytes(mac.digest())
+
+
 _COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
@@ -95,13 +119,14 @@ class _LinkSerializer(URLSafeTimedSerializer):
       encoder per call, half the cost of a link token;
     - it does not try to zlib-compress payloads: the stock one compresses only when that
       makes the payload shorter, which it never does for a few ids (so link tokens are
-      byte-identical); a long payload simply stays uncompressed.
+      byte-identical); a long payload simply stays uncompressed;
+    - its signer computes HMACs with `_KeyedHMAC`.
     """
 
     default_signer = _SigningKeySigner
 
     def __init__(self, keys: list[str], salt: str) -> None:
-        super().__init__(keys, salt=salt)
+        super().__init__(keys, salt=salt, signer_kwargs={"algorithm": _KeyedHMAC()})
         self._signers: dict[str | bytes | None, Signer] = {}
 
     def make_signer(self, salt: str | bytes | None = None) -> Signer:
@@ -197,11 +222,51 @@ def list_unsubscribe_headers(
     settings: Settings | None = None,
 ) -> dict[str, str]:
     """The RFC 2369 / RFC 8058 headers for one recipient."""
-    url = unsubscribe_url(subscriber_id, list_ids, campaign_id, settings)
+    return one_click_headers(unsubscribe_url(subscriber_id, list_ids, campaign_id, settings))
+
+
+def one_click_headers(unsubscribe: str) -> dict[str, str]:
+    """RFC 2369 `List-Unsubscribe` with RFC 8058 one-click for an unsubscribe URL."""
     return {
-        "List-Unsubscribe": f"<{url}>",
+        "List-Unsubscribe": f"<{unsubscribe}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
+
+
+class BatchLinks:
+    """The unsubscribe and preferences links of many recipients, signed at one instant.
+
+    A campaign batch signs two links per recipient, and `make_token` spends most of its
+    time in per-call set-up (a timestamp, a JSON encoder, byte conversions). This signs
+    the same bytes once per batch's worth of set-up: the payload JSON (ids only), the
+    batch's timestamp, and the purpose's own `Signer.get_signature`. The tokens are
+    exactly what `unsubscribe_url` and `preferences_url` give in the same second
+    (tested), and `read_token` verifies them with the same serializer as any other.
+    """
+
+    def __init__(self, settings: Settings, list_ids: list[int], campaign_id: int) -> None:
+        keys = tuple(settings.signing_keys)
+        self._unsubscribe = _serializer(Purpose.unsubscribe, keys).make_signer()
+        self._preferences = _serializer(Purpose.preferences, keys).make_signer()
+        timestamp = self._unsubscribe.get_timestamp()  # type: ignore[attr-defined]
+        self._stamp = b"." + base64_encode(int_to_bytes(int(timestamp)))
+        self._payload_tail = (
+            f',"l":[{",".join(str(int(i)) for i in sorted(list_ids))}],"c":{int(campaign_id)}}}'
+        )
+        self._unsubscribe_prefix = public_url("/unsubscribe/", settings)
+        self._preferences_prefix = public_url("/preferences/", settings)
+
+    def _sign(self, signer: Signer, payload_json: str) -> str:
+        value = base64_encode(payload_json) + self._stamp
+        return (value + b"." + signer.get_signature(value)).decode("ascii")
+
+    def unsubscribe_url(self, subscriber_id: int) -> str:
+        payload = f'{{"s":{int(subscriber_id)}{self._payload_tail}'
+        return self._unsubscribe_prefix + self._sign(self._unsubscribe, payload)
+
+    def preferences_url(self, subscriber_id: int) -> str:
+        payload = f'{{"s":{int(subscriber_id)}}}'
+        return self._preferences_prefix + self._sign(self._preferences, payload)
 
 
 def export_url(subscriber_id: int, settings: Settings | None = None) -> str:

@@ -118,3 +118,28 @@ def _runner(app):
             tq.make_worker().work(burst=True)
 
     return run
+
+
+def test_batch_links_are_the_same_tokens_as_one_at_a_time(app, monkeypatch):
+    """A campaign batch's links (BatchLinks) are byte for byte `unsubscribe_url` and
+    `preferences_url` of the same second, and the stock itsdangerous serializer with the
+    purpose's salt verifies them (and only that purpose's)."""
+    from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
+
+    from service.tokens import SALTS, BatchLinks
+
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: 1_800_000_123)
+    settings = app.extensions["settings"]
+    links = BatchLinks(settings, [7, 2], 41)
+    for subscriber_id in (1, 99, 10**12):
+        unsubscribe = links.unsubscribe_url(subscriber_id)
+        preferences = links.preferences_url(subscriber_id)
+        with app.app_context():
+            assert unsubscribe == unsubscribe_url(subscriber_id, [2, 7], 41)
+            assert preferences == preferences_url(subscriber_id)
+        stock = {p: URLSafeTimedSerializer(settings.signing_keys, salt=SALTS[p]) for p in Purpose}
+        token = unsubscribe.rsplit("/", 1)[1]
+        assert stock[Purpose.unsubscribe].loads(token) == {"s": subscriber_id, "l": [2, 7], "c": 41}
+        assert stock[Purpose.preferences].loads(preferences.rsplit("/", 1)[1]) == {"s": subscriber_id}
+        with pytest.raises(BadSignature):
+            stock[Purpose.preferences].loads(token)

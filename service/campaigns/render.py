@@ -15,6 +15,7 @@ unsubscribe and preferences links, which need no escaping, share one placeholder
 
 from __future__ import annotations
 
+import functools
 import html as htmllib
 import re
 from dataclasses import dataclass, field
@@ -68,11 +69,20 @@ class RenderedVariant:
     text_names: tuple[str, ...] = field(default_factory=tuple)
     html_names: tuple[str, ...] = field(default_factory=tuple)
 
+    @functools.cached_property
+    def _keys(self) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+        return (tuple((placeholder(n), n) for n in self.text_names),
+                tuple((placeholder(n, html=True), n) for n in self.html_names))
+
+    def uses(self, name: str) -> bool:
+        return name in self.text_names or name in self.html_names
+
     def substitutions(self, values: dict[str, str]) -> dict[str, str]:
         """This recipient's placeholder values (HTML-escaped for the HTML part)."""
-        subs = {placeholder(n): values.get(n, "") for n in self.text_names}
-        for name in self.html_names:
-            subs[placeholder(name, html=True)] = htmllib.escape(values.get(name, ""))
+        text_keys, html_keys = self._keys
+        subs = {key: values.get(name, "") for key, name in text_keys}
+        for key, name in html_keys:
+            subs[key] = htmllib.escape(values.get(name, ""))
         return subs
 
 

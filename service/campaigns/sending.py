@@ -59,7 +59,7 @@ from ..models import (
 )
 from ..queue import enqueue_after_commit
 from ..subscribers import email_hash
-from ..tokens import list_unsubscribe_headers, preferences_url
+from ..tokens import BatchLinks, one_click_headers
 from .audience import campaign_audience
 from .lifecycle import audit, transition
 from .render import ContentError, RenderedVariant, cached_variant, variant_locale
@@ -289,26 +289,41 @@ def recheck(session: Session, campaign: Campaign, batch_id: int) -> list[Any]:
     return keep
 
 
-def personalization(campaign: Campaign, variant: RenderedVariant, row: Any,
-                    list_ids: list[int], conf: Settings) -> Personalization:
-    headers = list_unsubscribe_headers(row.subscriber_id, list_ids, campaign.id, conf)
-    values = {
-        "first_name": row.first_name or "",
-        "last_name": row.last_name or "",
-        "email": row.email,
-        "state": row.state or "",
-        "postal_code": row.postal_code or "",
-        "unsubscribe_url": headers["List-Unsubscribe"][1:-1],
-        "preferences_url": preferences_url(row.subscriber_id, conf)
-        if "preferences_url" in variant.html_names + variant.text_names else "",
-    }
-    return Personalization(
-        email=row.email,
-        name=_safe_name(f"{row.first_name} {row.last_name}"),
-        substitutions=variant.substitutions(values),
-        headers=headers,
-        custom_args={"campaign_id": str(campaign.id), "subscriber_id": str(row.subscriber_id)},
-    )
+class Personalizer:
+    """Builds the personalizations of one batch for one variant.
+
+    What every recipient of the batch shares (the links' signing set-up, the placeholder
+    keys, the campaign's custom_args value) is worked out once, not once per recipient:
+    at 1000 recipients per request this is most of a worker's time.
+    """
+
+    def __init__(self, campaign: Campaign, variant: RenderedVariant, list_ids: list[int],
+                 conf: Settings) -> None:
+        self.variant = variant
+        self.links = BatchLinks(conf, list_ids, campaign.id)
+        self.wants_preferences = variant.uses("preferences_url")
+        self.campaign_id = str(campaign.id)
+
+    def __call__(self, row: Any) -> Personalization:
+        unsubscribe = self.links.unsubscribe_url(row.subscriber_id)
+        values = {
+            "first_name": row.first_name or "",
+            "last_name": row.last_name or "",
+            "email": row.email,
+            "state": row.state or "",
+            "postal_code": row.postal_code or "",
+            "unsubscribe_url": unsubscribe,
+            "preferences_url": self.links.preferences_url(row.subscriber_id)
+            if self.wants_preferences else "",
+        }
+        return Personalization(
+            email=row.email,
+            name=_safe_name(f"{row.first_name} {row.last_name}"),
+            substitutions=self.variant.substitutions(values),
+            headers=one_click_headers(unsubscribe),
+            custom_args={"campaign_id": self.campaign_id,
+                         "subscriber_id": str(row.subscriber_id)},
+        )
 
 
 def build_mail(campaign: Campaign, variant: RenderedVariant,
@@ -346,8 +361,8 @@ def send_batch(batch_id: int) -> None:
             by_locale.setdefault(variant_locale(row.locale), []).append(row)
         for n, (locale, group) in enumerate(sorted(by_locale.items())):
             variant = cached_variant(campaign, locale)
-            pending = [(row.id, personalization(campaign, variant, row, list_ids, conf))
-                       for row in group]
+            personalize = Personalizer(campaign, variant, list_ids, conf)
+            pending = [(row.id, personalize(row)) for row in group]
             _post(session, campaign, batch, variant, pending, conf, fresh_claim=n == 0)
     except BatchReleased:
         return
@@ -470,7 +485,7 @@ def send_test(campaign_id: int, emails: list[str], actor: str) -> None:
         variant = cached_variant(campaign, variant_locale(sub.locale if sub else "en"), test=True)
         row = _TestRow(sub, address)
         mail = build_mail(campaign, variant,
-                          [personalization(campaign, variant, row, list_ids, conf)], conf)
+                          [Personalizer(campaign, variant, list_ids, conf)(row)], conf)
         mail.categories.append("campaign-test")
         for p in mail.personalizations:
             # Events about a test mail must not count in the campaign's statistics.
