@@ -52,13 +52,13 @@ def fill(url: str, deliveries: int) -> None:
         # The first half of the batches finished over the last 10 minutes, in order.
         conn.execute(text(f"""
             INSERT INTO batches (id, campaign_id, seq, status, attempts, claimed_at,
-                finished_at, message_id, error)
+                finished_at, message_id, error, size, sent)
             SELECT s, 1, s, CASE WHEN s < {batches // 2} THEN 'done' ELSE 'queued' END, 0,
                    NULL,
                    CASE WHEN s < {batches // 2}
                         THEN now() - ({batches // 2} - s) * (600.0 / {batches // 2})
                                      * interval '1 second' END,
-                   '', ''
+                   '', '', {BATCH}, CASE WHEN s < {batches // 2} THEN {BATCH} ELSE 0 END
             FROM generate_series(0, {batches - 1}) AS s"""))
         conn.execute(text(f"""
             INSERT INTO deliveries (campaign_id, batch_id, subscriber_id, status, reason,

@@ -139,9 +139,10 @@ def freeze_audience(session: Session, campaign: Campaign, batch_size: int) -> in
         new_batches = (
             insert(Batch)
             .from_select(
-                ["campaign_id", "seq", "status", "attempts", "message_id", "error"],
+                ["campaign_id", "seq", "status", "attempts", "message_id", "error", "size"],
                 select(literal(campaign.id), numbered.c.seq, literal(BatchStatus.queued.value),
-                       literal(0), literal(""), literal("")).group_by(numbered.c.seq),
+                       literal(0), literal(""), literal(""), func.count())
+                .group_by(numbered.c.seq),
             )
             .returning(Batch.id, Batch.seq)
             .cte("nb")
@@ -172,7 +173,7 @@ def freeze_audience(session: Session, campaign: Campaign, batch_size: int) -> in
     ).all()
     for seq, start in enumerate(range(0, len(ids), batch_size)):
         chunk = ids[start:start + batch_size]
-        batch = Batch(campaign_id=campaign.id, seq=seq)
+        batch = Batch(campaign_id=campaign.id, seq=seq, size=len(chunk))
         session.add(batch)
         session.flush()
         session.execute(
@@ -231,17 +232,24 @@ def claim_batch(session: Session, batch_id: int) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def _mark(session: Session, delivery_ids: Sequence[int], status: DeliveryStatus,
-          **values: Any) -> None:
+def _mark(session: Session, batch_id: int, delivery_ids: Sequence[int],
+          status: DeliveryStatus, **values: Any) -> None:
+    """Move queued deliveries of the batch to `status`, and count them on the batch (the
+    caller commits both together, so the batch's counters are always exact)."""
     if not delivery_ids:
         return
-    session.execute(
+    marked = session.execute(
         update(Delivery)
         .where(one_of(session, Delivery.id, list(delivery_ids), ids=True),
                Delivery.status == DeliveryStatus.queued)
         .values(status=status, **values)
         .execution_options(synchronize_session=False)
-    )
+    ).rowcount  # type: ignore[attr-defined]
+    if marked:
+        counter = getattr(Batch, status.value)
+        session.execute(update(Batch).where(Batch.id == batch_id)
+                        .values({counter: counter + marked})
+                        .execution_options(synchronize_session=False))
 
 
 def recheck(session: Session, campaign: Campaign, batch_id: int) -> list[Any]:
@@ -284,7 +292,7 @@ def recheck(session: Session, campaign: Campaign, batch_id: int) -> list[Any]:
             continue
         skipped.setdefault(reason, []).append(r.id)
     for reason, ids in skipped.items():
-        _mark(session, ids, DeliveryStatus.skipped, reason=reason)
+        _mark(session, batch_id, ids, DeliveryStatus.skipped, reason=reason)
     commit_quickly(session)
     return keep
 
@@ -408,12 +416,13 @@ def _post(session: Session, campaign: Campaign, batch: Batch, variant: RenderedV
                        if 0 <= i < len(pending)}
                 if bad:
                     for index, reason in bad.items():
-                        _mark(session, [pending[index][0]], DeliveryStatus.failed,
+                        _mark(session, batch.id, [pending[index][0]], DeliveryStatus.failed,
                               reason=reason[:1000] or "rejected")
                     commit_quickly(session)
                     pending = [item for i, item in enumerate(pending) if i not in bad]
                     continue
-            _mark(session, [d for d, _ in pending], DeliveryStatus.failed, reason=str(exc)[:1000])
+            _mark(session, batch.id, [d for d, _ in pending], DeliveryStatus.failed,
+                  reason=str(exc)[:1000])
             commit_quickly(session)
             return
         except TransientMailError as exc:
@@ -425,7 +434,7 @@ def _post(session: Session, campaign: Campaign, batch: Batch, variant: RenderedV
             log.warning("batch %s: %s; retrying in %.1fs", batch.id, exc, wait)
             time.sleep(wait)
             continue
-        _mark(session, [d for d, _ in pending], DeliveryStatus.sent, sent_at=utcnow(),
+        _mark(session, batch.id, [d for d, _ in pending], DeliveryStatus.sent, sent_at=utcnow(),
               message_id=result.message_id[:100])
         commit_quickly(session)
         return
@@ -457,13 +466,25 @@ def _release(session: Session, campaign: Campaign, batch: Batch, error: str, *,
 
 
 def counts(session: Session, campaign_id: int) -> dict[str, int]:
-    result = {"total": 0, "queued": 0, "sent": 0, "failed": 0, "skipped": 0}
-    for status, n in session.execute(
-        select(Delivery.status, func.count()).where(Delivery.campaign_id == campaign_id)
-        .group_by(Delivery.status)
-    ):
-        result[str(status)] = int(n)
-        result["total"] += int(n)
+    """total / queued / sent / failed / skipped, summed over the campaign's batches."""
+    return counts_by_campaign(session, [campaign_id])[campaign_id]
+
+
+def counts_by_campaign(session: Session, campaign_ids: list[int]) -> dict[int, dict[str, int]]:
+    """`counts` for many campaigns in one grouped query (the campaign list page)."""
+    result = {cid: {"total": 0, "queued": 0, "sent": 0, "failed": 0, "skipped": 0}
+              for cid in campaign_ids}
+    if not campaign_ids:
+        return result
+    rows = session.execute(
+        select(Batch.campaign_id, func.sum(Batch.size), func.sum(Batch.sent),
+               func.sum(Batch.failed), func.sum(Batch.skipped))
+        .where(Batch.campaign_id.in_(campaign_ids)).group_by(Batch.campaign_id)
+    )
+    for cid, total, sent, failed, skipped in rows:
+        c = result[cid]
+        c.update(total=int(total), sent=int(sent), failed=int(failed), skipped=int(skipped))
+        c["queued"] = c["total"] - c["sent"] - c["failed"] - c["skipped"]
     return result
 
 
