@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -58,7 +59,7 @@ from ..models import (
     campaign_lists,
 )
 from ..queue import enqueue_after_commit
-from ..subscribers import email_hash
+from ..subscribers import email_hasher
 from ..tokens import BatchLinks, one_click_headers
 from .audience import campaign_audience
 from .lifecycle import audit, transition
@@ -218,18 +219,28 @@ def finish_if_done(session: Session, campaign_id: int) -> bool:
 # ---------------------------------------------------------------- the batch job
 
 
-def claim_batch(session: Session, batch_id: int) -> bool:
+@dataclass(frozen=True)
+class Claim:
+    """The batch a `send_batch` job holds."""
+
+    id: int
+    campaign_id: int
+    seq: int
+
+
+def claim_batch(session: Session, batch_id: int) -> Claim | None:
     campaign_sending = exists().where(
         Campaign.id == Batch.campaign_id, Campaign.status == CampaignStatus.sending
     )
-    result = session.execute(
+    row = session.execute(
         update(Batch)
         .where(Batch.id == batch_id, Batch.status == BatchStatus.queued, campaign_sending)
         .values(status=BatchStatus.sending, attempts=Batch.attempts + 1, claimed_at=utcnow())
+        .returning(Batch.campaign_id, Batch.seq)
         .execution_options(synchronize_session=False)
-    )
+    ).first()
     commit_quickly(session)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return Claim(batch_id, row.campaign_id, row.seq) if row is not None else None
 
 
 def _mark(session: Session, batch_id: int, delivery_ids: Sequence[int],
@@ -252,9 +263,8 @@ def _mark(session: Session, batch_id: int, delivery_ids: Sequence[int],
                         .execution_options(synchronize_session=False))
 
 
-def recheck(session: Session, campaign: Campaign, batch_id: int) -> list[Any]:
+def recheck(session: Session, list_ids: list[int], batch_id: int) -> list[Any]:
     """The batch's queued recipients still to mail; mark the others skipped (committed)."""
-    list_ids = select(campaign_lists.c.list_id).where(campaign_lists.c.campaign_id == campaign.id)
     # Still confirmed on one of the campaign's lists: a semi-join in the same query (a
     # second query with 1000 ids in an IN list cost more to build and parse than to run).
     confirmed = exists().where(
@@ -270,8 +280,8 @@ def recheck(session: Session, campaign: Campaign, batch_id: int) -> list[Any]:
         .where(Delivery.batch_id == batch_id, Delivery.status == DeliveryStatus.queued)
         .order_by(Delivery.id)
     ).all()
-    conf = settings()
-    hashes = {r.id: email_hash(r.email, conf) for r in rows if r.email}
+    hash_of = email_hasher(settings())
+    hashes = {r.id: hash_of(r.email) for r in rows if r.email}
     suppressed = set(session.scalars(
         select(Suppression.email_hash)
         .where(one_of(session, Suppression.email_hash, list(hashes.values())))
@@ -293,7 +303,10 @@ def recheck(session: Session, campaign: Campaign, batch_id: int) -> list[Any]:
         skipped.setdefault(reason, []).append(r.id)
     for reason, ids in skipped.items():
         _mark(session, batch_id, ids, DeliveryStatus.skipped, reason=reason)
-    commit_quickly(session)
+    if skipped:
+        commit_quickly(session)
+    else:
+        session.commit()  # read only: ends the snapshot before the request goes out
     return keep
 
 
@@ -354,20 +367,22 @@ class BatchReleased(Exception):
 def send_batch(batch_id: int) -> None:
     """Job: send one batch. Safe to run twice (the claim makes the second a no-op)."""
     session = db.session()
-    if not claim_batch(session, batch_id):
+    batch = claim_batch(session, batch_id)
+    if batch is None:
         return
-    batch = session.get(Batch, batch_id)
-    assert batch is not None
     campaign = session.get(Campaign, batch.campaign_id)
     assert campaign is not None
     try:
-        rows = recheck(session, campaign, batch_id)
+        list_ids = sorted(session.scalars(
+            select(campaign_lists.c.list_id).where(campaign_lists.c.campaign_id == campaign.id)))
+        rows = recheck(session, list_ids, batch_id)
         conf = settings()
-        list_ids = sorted(ml.id for ml in campaign.lists)
         by_locale: dict[str, list[Any]] = {}
         for row in rows:
             by_locale.setdefault(variant_locale(row.locale), []).append(row)
         for n, (locale, group) in enumerate(sorted(by_locale.items())):
+            if n:
+                commit_quickly(session)  # the previous language's marks
             variant = cached_variant(campaign, locale)
             personalize = Personalizer(campaign, variant, list_ids, conf)
             pending = [(row.id, personalize(row)) for row in group]
@@ -379,6 +394,7 @@ def send_batch(batch_id: int) -> None:
         transition(session, campaign.id, "fail", SYSTEM, reason=str(exc))
         session.commit()
         return
+    # The last request's marks and the batch's end in one commit.
     session.execute(
         update(Batch).where(Batch.id == batch_id, Batch.status == BatchStatus.sending)
         .values(status=BatchStatus.done, finished_at=utcnow(), error="")
@@ -388,18 +404,20 @@ def send_batch(batch_id: int) -> None:
     finish_if_done(session, campaign.id)
 
 
-def _heartbeat(session: Session, batch: Batch) -> None:
+def _heartbeat(session: Session, batch: Claim) -> None:
     session.execute(update(Batch).where(Batch.id == batch.id).values(claimed_at=utcnow())
                     .execution_options(synchronize_session=False))
     commit_quickly(session)
 
 
-def _post(session: Session, campaign: Campaign, batch: Batch, variant: RenderedVariant,
+def _post(session: Session, campaign: Campaign, batch: Claim, variant: RenderedVariant,
           pending: list[tuple[int, Personalization]], conf: Settings, *,
           fresh_claim: bool = False) -> None:
     """Post `pending` until each is sent or failed; raise BatchReleased to give up for now.
 
-    Each attempt but one right after the claim first renews the batch's lease."""
+    Each attempt but one right after the claim first renews the batch's lease. The final
+    marks are left for the caller to commit (with the batch's end, or before the next
+    language's request)."""
     failures = 0
     while pending:
         if not fresh_claim:
@@ -423,7 +441,6 @@ def _post(session: Session, campaign: Campaign, batch: Batch, variant: RenderedV
                     continue
             _mark(session, batch.id, [d for d, _ in pending], DeliveryStatus.failed,
                   reason=str(exc)[:1000])
-            commit_quickly(session)
             return
         except TransientMailError as exc:
             failures += 1
@@ -436,11 +453,10 @@ def _post(session: Session, campaign: Campaign, batch: Batch, variant: RenderedV
             continue
         _mark(session, batch.id, [d for d, _ in pending], DeliveryStatus.sent, sent_at=utcnow(),
               message_id=result.message_id[:100])
-        commit_quickly(session)
         return
 
 
-def _release(session: Session, campaign: Campaign, batch: Batch, error: str, *,
+def _release(session: Session, campaign: Campaign, batch: Claim, error: str, *,
              retry_in: float | None = None, pause_reason: str = "") -> None:
     """Give the batch back (status queued) and either retry later or pause the campaign."""
     session.rollback()

@@ -13,8 +13,16 @@ from sqlalchemy import select, update
 
 from service import db
 from service.campaigns.recovery import recover
-from service.models import AuditRecord, Delivery, Subscriber, Subscription, SubscriptionStatus
-from service.subscribers import Evidence
+from service.models import (
+    AuditRecord,
+    Delivery,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+    Suppression,
+    SuppressionReason,
+)
+from service.subscribers import Evidence, email_hash
 from service.subscriptions.gdpr import erase
 
 from .helpers import create, get, seed, to
@@ -80,19 +88,22 @@ def test_pause_resume_and_an_unsubscribe_mid_send(
     # Person 12 (third batch too) has themselves erased: the ledger keeps the row (the
     # counts stay exact) but no longer names them.
     erase(db.session(), db.session().get(Subscriber, ids[12]), Evidence(actor="subscriber"))
+    # Person 19 (last batch) bounces elsewhere: their address is suppressed.
+    db.session().add(Suppression(email_hash=email_hash("person19@example.com"),
+                                 email="person19@example.com", reason=SuppressionReason.bounce))
     db.session().commit()
     assert client.post(f"/api/v1/campaigns/{cid}/resume", headers=staff).status_code == 202
     run_jobs()
     data = get(client, staff, cid)
     assert data["status"] == "sent"
-    assert data["counts"] == {"total": 20, "queued": 0, "sent": 18, "failed": 0, "skipped": 2}
-    assert {"person17@example.com", "person12@example.com"}.isdisjoint(
+    assert data["counts"] == {"total": 20, "queued": 0, "sent": 17, "failed": 0, "skipped": 3}
+    assert {"person17@example.com", "person12@example.com", "person19@example.com"}.isdisjoint(
         to(m) for m in sink.messages())
-    assert len(sink.messages()) == 18
+    assert len(sink.messages()) == 17
     skipped = db.session().execute(select(Delivery.subscriber_id, Delivery.reason)
                                    .where(Delivery.status == "skipped")).all()
-    assert sorted(skipped, key=str) == sorted([(None, "erased"), (ids[17], "unsubscribed")],
-                                              key=str)
+    assert sorted(skipped, key=str) == sorted(
+        [(None, "erased"), (ids[17], "unsubscribed"), (ids[19], "suppressed")], key=str)
     assert client.post(f"/api/v1/campaigns/{cid}/cancel", headers=staff).status_code == 409
     actions = db.session().scalars(select(AuditRecord.action).order_by(AuditRecord.id)).all()
     assert [a for a in actions if a.startswith("campaign.")][-6:] == ["campaign.schedule", "campaign.start", "campaign.frozen",
