@@ -181,7 +181,7 @@ def reference_payloads(app: Any, campaign_id: int, n_payloads: int) -> list[byte
         personalize = Personalizer(campaign, variant, list_ids, conf)
         for k in range(n_payloads):
             people = [personalize(Row(k * 1000 + i)) for i in range(1000)]
-            payloads.append(encode_request(build_mail(campaign, variant, people, conf)).encode())
+            payloads.append(encode_request(build_mail(campaign, variant, people, conf)))
         db.session().rollback()
         return payloads
 

@@ -64,14 +64,30 @@ def request_body(mail: OutgoingMail) -> dict[str, Any]:
     return body
 
 
-def encode_request(mail: OutgoingMail) -> str:
-    """The request body as JSON text. orjson encodes a 1000-recipient body in a fifth of
+def encode_request(mail: OutgoingMail) -> bytes:
+    """The request body as UTF-8 JSON. orjson encodes a 1000-recipient body in a fifth of
     the time `json.dumps` takes, and writes UTF-8 instead of `\\u` escapes."""
-    return orjson.dumps(request_body(mail)).decode()
+    return orjson.dumps(request_body(mail))
 
 
-# A Content-Type other than exactly "application/json" makes python_http_client send the
-# body as the text it is given instead of running it through `json.dumps` again.
+class _EncodedBody:
+    """A body python_http_client sends exactly as encoded here.
+
+    With a Content-Type other than exactly "application/json" it sends
+    `request_body.encode("utf-8")` instead of running the body through `json.dumps`
+    again; and it formats whatever that returns into a debug message, logged or not.
+    For a 1000-recipient body (650 KB) that formatting alone took ~2 ms, about a twelfth
+    of a worker's time per batch; a memoryview formats as a few bytes and is sent as the
+    same bytes.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def encode(self, _encoding: str = "utf-8") -> memoryview:
+        return memoryview(self.data)
+
+
 _JSON_TEXT = {"Content-Type": "application/json; charset=utf-8"}
 
 
@@ -102,7 +118,7 @@ class SendGridTransport:
     def send(self, mail: OutgoingMail) -> SendResult:
         try:
             response = self.client.client.mail.send.post(
-                request_body=encode_request(mail), request_headers=_JSON_TEXT)
+                request_body=_EncodedBody(encode_request(mail)), request_headers=_JSON_TEXT)
         except http_errors.HTTPError as exc:
             raise self._classify(exc) from exc
         except (TimeoutError, urllib.error.URLError, http.client.HTTPException, OSError) as exc:
