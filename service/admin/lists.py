@@ -12,6 +12,7 @@ from sqlalchemy import select
 from .. import db
 from ..api.lists import list_counts
 from ..models import MailingList, Role
+from ..subscriptions.signup import forget_public_lists
 from . import bp, queries
 from .access import audit, staff_required
 
@@ -88,6 +89,7 @@ def _list_form(ml: MailingList | None) -> Any:
                     setattr(ml, name, value)
                 audit("list.edit", "list", ml.id, slug=ml.slug)
             session.commit()
+            forget_public_lists()
             flash(f"List {ml.slug} saved.")
             return redirect(url_for("admin.lists"))
     return render_template(

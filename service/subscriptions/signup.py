@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -70,7 +71,7 @@ class SignupForm:
 @dataclass
 class Validated:
     email: str
-    lists: list[MailingList]
+    lists: list[ListRef]
     first_name: str
     last_name: str
     postal_code: str
@@ -102,6 +103,40 @@ def _clean_text(errors: ValidationErrors, name: str, value: object, limit: int) 
     return cleaned
 
 
+@dataclass(frozen=True)
+class ListRef:
+    """A public list a signup names."""
+
+    id: int
+    slug: str
+
+
+# How long a web process trusts what it last read of the public lists. Every signup
+# names lists, and reading them was a quarter of a signup's time; a list made private
+# (or renamed) is still accepted by a process for at most this long after the change.
+# An unknown slug is always looked up again, so a new list works at once.
+PUBLIC_LISTS_SECONDS = 5.0
+
+
+def public_lists(session: Session, slugs: list[str]) -> dict[str, ListRef]:
+    """The public lists among `slugs`, by slug (read at most every few seconds)."""
+    cache = current_app.extensions.setdefault("public_lists", {"at": float("-inf"), "lists": {}})
+    now = time.monotonic()
+    if now - cache["at"] > PUBLIC_LISTS_SECONDS or any(s not in cache["lists"] for s in slugs):
+        cache["lists"] = {
+            slug: ListRef(int(list_id), slug) for list_id, slug in session.execute(
+                select(MailingList.id, MailingList.slug).where(MailingList.public))
+        }
+        cache["at"] = now
+    lists: dict[str, ListRef] = cache["lists"]
+    return {slug: lists[slug] for slug in slugs if slug in lists}
+
+
+def forget_public_lists() -> None:
+    """Drop this process's copy of the public lists (after a list is created or edited)."""
+    current_app.extensions.pop("public_lists", None)
+
+
 def validate(session: Session, form: SignupForm) -> Validated:
     """Check every field; raise ValidationErrors naming each bad one."""
     errors = ValidationErrors()
@@ -122,18 +157,13 @@ def validate(session: Session, form: SignupForm) -> Validated:
         errors.add("lists", "Must be a list of list names.")
         slugs = []
     slugs = [s.strip() for s in slugs if s.strip()]
-    mailing_lists: list[MailingList] = []
+    mailing_lists: list[ListRef] = []
     if not slugs:
         errors.add("lists", "Choose at least one list.")
     elif len(slugs) > 20:
         errors.add("lists", "Too many lists.")
     else:
-        found = {
-            ml.slug: ml
-            for ml in session.scalars(
-                select(MailingList).where(MailingList.slug.in_(slugs), MailingList.public)
-            )
-        }
+        found = public_lists(session, slugs)
         unknown = [s for s in dict.fromkeys(slugs) if s not in found]
         if unknown:
             errors.add("lists", f"Unknown list: {', '.join(u[:64] for u in unknown)}.")

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from service import db
@@ -18,7 +19,7 @@ from service.models import ApiToken, MailingList, Suppression, SuppressionReason
 from .conftest import PASSWORD, Staff, csrf_token
 
 
-def test_admin_creates_and_edits_a_list(staff: Callable[[str], Staff]) -> None:
+def test_admin_creates_and_edits_a_list(staff: Callable[[str], Staff], client: FlaskClient) -> None:
     admin = staff("admin")
     created = admin.post("/admin/lists/new", {
         "slug": "spanish-alerts", "name_en": "Spanish alerts", "name_es": "Alertas",
@@ -27,6 +28,8 @@ def test_admin_creates_and_edits_a_list(staff: Callable[[str], Staff]) -> None:
     assert created.status_code == 302
     ml = db.session().scalars(select(MailingList).where(MailingList.slug == "spanish-alerts")).one()
     assert (ml.name_es, ml.public) == ("Alertas", True)
+    signup = {"email": "early@example.org", "lists": ["spanish-alerts"]}
+    assert client.post("/api/v1/subscriptions", json=signup).status_code == 202
     dup = admin.post("/admin/lists/new", {"slug": "newsletter", "name_en": "Again"})
     assert dup.status_code == 422 and "already has this slug" in dup.text
     bad = admin.post("/admin/lists/new", {"slug": "Bad Slug!", "name_en": "x"})
@@ -37,6 +40,9 @@ def test_admin_creates_and_edits_a_list(staff: Callable[[str], Staff]) -> None:
     db.session().expire_all()
     ml = db.session().scalars(select(MailingList).where(MailingList.slug == "spanish-alerts")).one()
     assert (ml.name_en, ml.public) == ("Spanish action alerts", False)
+    # Now private: refused at once by this process (the edit dropped its list cache).
+    signup["email"] = "late@example.org"
+    assert client.post("/api/v1/subscriptions", json=signup).status_code == 422
     assert staff("campaigner").post("/admin/lists/new", {
         "slug": "nope", "name_en": "Nope"}).status_code == 403
 

@@ -124,3 +124,29 @@ def test_proxy_hops_decide_the_client_ip(make_app):
         # a client cannot dodge the limit by inventing earlier hops: only the last hop counts
         assert [post(0, "1.1.1.1, 9.9.9.9"), post(1, "2.2.2.2, 9.9.9.9"), post(2, "3.3.3.3, 9.9.9.9")] == [202, 202, 429]
         assert post(3, "8.8.8.8") == 202
+
+
+def test_a_list_made_private_is_refused_after_the_list_cache_expires(app, client, monkeypatch):
+    """Web processes keep the public lists for PUBLIC_LISTS_SECONDS; a change made
+    elsewhere (another process, straight in the database) is seen once that has passed,
+    and a new list at once."""
+    from sqlalchemy import update
+
+    from service.models import MailingList
+    from service.subscriptions import signup
+
+    def post(slug: str) -> int:
+        return client.post("/api/v1/subscriptions",
+                           json={"email": "a@example.org", "lists": [slug]}).status_code
+
+    session = db.session()
+    session.add(MailingList(slug="spring-drive", name_en="Spring", public=True))
+    session.commit()
+    assert post("spring-drive") == 202  # new: looked up at once
+    session.execute(update(MailingList).where(MailingList.slug == "spring-drive")
+                    .values(public=False))
+    session.commit()
+    monkeypatch.setattr(signup, "PUBLIC_LISTS_SECONDS", 0.0)
+    response = client.post("/api/v1/subscriptions",
+                           json={"email": "b@example.org", "lists": ["spring-drive"]})
+    assert response.status_code == 422 and "lists" in response.json["errors"]
