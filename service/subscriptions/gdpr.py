@@ -137,8 +137,11 @@ def erase(session: Session, subscriber: Subscriber, evidence: Evidence) -> None:
     )
     # Campaign ledgers keep their rows (counts stay exact) but no longer name the person;
     # deliveries have no foreign key to do this (see `Delivery`).
+    # (`campaign_id IN campaigns` lets PostgreSQL find the rows through the
+    # (campaign_id, subscriber_id) key: deliveries have no index on subscriber_id alone.)
     session.execute(
-        update(Delivery).where(Delivery.subscriber_id == subscriber.id)
+        update(Delivery).where(Delivery.campaign_id.in_(select(Campaign.id)),
+                               Delivery.subscriber_id == subscriber.id)
         .values(subscriber_id=None).execution_options(synchronize_session=False)
     )
     session.delete(subscriber)
