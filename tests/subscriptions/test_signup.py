@@ -27,7 +27,7 @@ def subscriptions_of(email_key: str) -> dict[str, str]:
     return {s.mailing_list.slug: s.status.value for s in subscriber.subscriptions}
 
 
-def test_form_signup_confirm_end_to_end(client, run_jobs, sink, api_token):
+def test_form_signup_confirm_end_to_end(app, client, run_jobs, sink, api_token):
     response = client.post("/subscribe", data=FORM)
     assert response.status_code == 303
     assert response.headers["Location"].startswith("/subscribe/thanks")
@@ -37,7 +37,10 @@ def test_form_signup_confirm_end_to_end(client, run_jobs, sink, api_token):
     assert subscriber.email == "Ana.Perez@example.org"  # domain lower-cased, local part kept
     assert subscriber.state == "CA" and subscriber.locale == "es"
     assert subscriptions_of("ana.perez@example.org") == {"action-alerts": "pending"}
-    assert sink.messages() == []  # nothing is sent inside the request
+    if app.extensions["queue"].local is None:
+        # Nothing is sent inside the request: the mail waits in Redis for a worker. (The
+        # embedded mode's job thread may already have sent it by now, so not checked.)
+        assert sink.messages() == []
 
     run_jobs()
     [mail] = sink.messages()
