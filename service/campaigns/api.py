@@ -162,12 +162,14 @@ def test_campaign(data: dict[str, Any], campaign_id: int) -> Any:
 
 
 def register(app: Flask) -> None:
-    """Register the blueprint; in embedded mode run the recovery pass once at first request."""
+    """Register the blueprint; in embedded mode the first request starts the watchdog (the
+    recovery pass now, and again every lease while a campaign is scheduled or sending),
+    which worker.py starts otherwise."""
     from ..extensions import api, csrf
 
     csrf.exempt(blp)  # bearer tokens, no cookies: CSRF does not apply
     api.register_blueprint(blp)
 
-    from .recovery import recover
+    from .recovery import watchdog
 
-    embedded_recovery(app, "campaigns", recover)
+    embedded_recovery(app, "campaigns", watchdog)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from service import PROJECT_ROOT, db
 from service.campaigns.recovery import recover
@@ -186,3 +186,51 @@ def test_a_worker_killed_mid_send_loses_no_one(
     assert set(received) == {f"person{i}@example.com" for i in range(80)}
     duplicates = sum(n - 1 for n in received.values())
     assert duplicates <= 5, received  # at most the one batch in flight at the kill
+
+
+def test_embedded_mode_finishes_a_batch_a_restart_interrupted(
+    app: Flask, client: FlaskClient, api_token: Headers, run_jobs: Callable[[], None],
+    make_app: Callable[..., Flask], sink: SinkServer,
+) -> None:
+    """No Redis, so no worker.py runs the watchdog: the restarted app's first request
+    does, and it keeps running every lease while a campaign sends. A batch the restart
+    interrupted a moment ago is not stale at that first pass; a lease later it is."""
+    from service.db import utcnow
+    from service.models import Batch, Campaign, Delivery
+
+    if app.extensions["queue"].local is None:
+        pytest.skip("the embedded mode (in-process jobs)")
+    seed(10)  # two batches of 5
+    staff = api_token("campaigner")
+    cid = create(client, staff)["id"]
+    client.post(f"/api/v1/campaigns/{cid}/send", headers=staff)
+    run_jobs()
+    assert get(client, staff, cid)["status"] == "sent"
+    # Rewind to "the process died while sending the second batch": the batch was claimed
+    # a moment ago, its recipients are still queued, and its job died with the process.
+    session = db.session()
+    last = session.scalars(select(Batch).where(Batch.campaign_id == cid)
+                           .order_by(Batch.seq.desc())).first()
+    assert last is not None
+    session.execute(update(Delivery).where(Delivery.batch_id == last.id)
+                    .values(status="queued", sent_at=None))
+    session.execute(update(Batch).where(Batch.id == last.id).values(
+        status="sending", claimed_at=utcnow(), finished_at=None, sent=0))
+    session.execute(update(Campaign).where(Campaign.id == cid)
+                    .values(status="sending", finished_at=None))
+    session.commit()
+    rewound = {to(m) for m in sink.messages()[-5:]}
+    sink.clear()
+
+    restarted = make_app(campaign_batch_size=5, campaign_lease_seconds=2)
+    with restarted.app_context():
+        restarted_client = restarted.test_client()
+        assert restarted_client.get("/healthz").status_code == 200  # its first request
+        deadline = time.monotonic() + 15
+        while get(restarted_client, staff, cid)["status"] != "sent":
+            assert time.monotonic() < deadline, get(restarted_client, staff, cid)
+            time.sleep(0.2)
+        data = get(restarted_client, staff, cid)
+    assert data["counts"] == {"total": 10, "queued": 0, "sent": 10, "failed": 0, "skipped": 0}
+    assert Counter(to(m) for m in sink.messages()) == Counter(rewound)
+    assert len(rewound) == 5
