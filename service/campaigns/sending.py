@@ -160,7 +160,10 @@ def freeze_audience(session: Session, campaign: Campaign, batch_size: int) -> in
             )
             .add_cte(new_batches, nest_here=True)
         )
-        return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+        session.execute(stmt)
+        # (psycopg reports no row count for this statement, -1: the new batches' sizes
+        # add up to it)
+        return counts(session, campaign.id)["total"]
     # SQLite (embedded mode, small lists): two steps inside the same write transaction.
     session.execute(
         insert(Delivery).from_select(

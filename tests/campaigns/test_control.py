@@ -230,3 +230,22 @@ def test_an_alert_goes_before_the_rest_of_a_newsletter(
     assert first_alert == 5  # right after the newsletter batch that was running
     assert get(client, staff, newsletter)["status"] == "sent"
     assert get(client, staff, alert)["status"] == "sent"
+
+
+def test_the_frozen_audience_size_is_recorded_and_an_empty_one_finishes_at_once(
+    client: FlaskClient, api_token: Headers, run_jobs: Callable[[], None], sink,
+) -> None:
+    seed(7)
+    staff = api_token("campaigner")
+    cid = create(client, staff)["id"]
+    client.post(f"/api/v1/campaigns/{cid}/send", headers=staff)
+    run_jobs()
+    frozen = db.session().scalars(select(AuditRecord.detail).where(
+        AuditRecord.action == "campaign.frozen", AuditRecord.object_id == str(cid))).one()
+    assert frozen == {"total": 7}
+    # Nobody is confirmed on action-alerts: the campaign is sent the moment it starts.
+    empty = create(client, staff, lists=["action-alerts"])["id"]
+    client.post(f"/api/v1/campaigns/{empty}/send", headers=staff)
+    run_jobs()
+    assert get(client, staff, empty)["status"] == "sent"
+    assert get(client, staff, empty)["counts"]["total"] == 0
