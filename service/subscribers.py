@@ -50,14 +50,12 @@ def email_key(normalised: str) -> str:
 
 def email_hash(normalised: str, settings: Settings | None = None) -> str:
     """Keyed hash that lets us recognise a suppressed address without storing it."""
-    settings = settings or current_app.extensions["settings"]
-    key = settings.suppression_hash_key.encode()
-    return hmac.new(key, email_key(normalised).encode(), hashlib.sha256).hexdigest()
+    return email_hasher(settings or current_app.extensions["settings"])(normalised)
 
 
 def email_hasher(settings: Settings) -> Callable[[str], str]:
     """`email_hash` for many addresses (a campaign batch's recheck): the key is set up
-    once and its HMAC state copied per address. Same hashes as `email_hash`."""
+    once and its HMAC state copied per address."""
     keyed = hmac.new(settings.suppression_hash_key.encode(), digestmod=hashlib.sha256)
 
     def hash_of(normalised: str) -> str:

@@ -245,9 +245,8 @@ class BatchLinks:
     """
 
     def __init__(self, settings: Settings, list_ids: list[int], campaign_id: int) -> None:
-        keys = tuple(settings.signing_keys)
-        self._unsubscribe = _serializer(Purpose.unsubscribe, keys).make_signer()
-        self._preferences = _serializer(Purpose.preferences, keys).make_signer()
+        self._unsubscribe = serializer(Purpose.unsubscribe, settings).make_signer()
+        self._preferences = serializer(Purpose.preferences, settings).make_signer()
         timestamp = self._unsubscribe.get_timestamp()  # type: ignore[attr-defined]
         self._stamp = b"." + base64_encode(int_to_bytes(int(timestamp)))
         self._payload_tail = (

@@ -346,26 +346,27 @@ class Personalizer:
         self.campaign_id = str(campaign.id)
 
     def __call__(self, row: Recipient | _TestRow) -> Personalization:
-        subscriber_id, email = row.subscriber_id, row.email
+        # (recheck hands out only recipients with an id and an address; a test send to
+        # an address that is nobody's uses links naming subscriber 0)
+        subscriber_id, email = row.subscriber_id or 0, row.email or ""
         first_name, last_name = row.first_name or "", row.last_name or ""
-        unsubscribe = self.links.unsubscribe_url(subscriber_id or 0)
+        unsubscribe = self.links.unsubscribe_url(subscriber_id)
         values = {
             "first_name": first_name,
             "last_name": last_name,
-            "email": email or "",
+            "email": email,
             "state": row.state or "",
             "postal_code": row.postal_code or "",
             "unsubscribe_url": unsubscribe,
-            "preferences_url": self.links.preferences_url(subscriber_id or 0)
+            "preferences_url": self.links.preferences_url(subscriber_id)
             if self.wants_preferences else "",
         }
         return Personalization(
-            email=email or "",
+            email=email,
             name=_safe_name(f"{first_name} {last_name}"),
             substitutions=self.variant.substitutions(values),
             headers=one_click_headers(unsubscribe),
-            custom_args={"campaign_id": self.campaign_id,
-                         "subscriber_id": str(subscriber_id or 0)},
+            custom_args={"campaign_id": self.campaign_id, "subscriber_id": str(subscriber_id)},
         )
 
 

@@ -118,18 +118,24 @@ class ListRef:
 PUBLIC_LISTS_SECONDS = 5.0
 
 
-def public_lists(session: Session, slugs: list[str]) -> dict[str, ListRef]:
+@dataclass
+class _PublicListCache:
+    read_at: float = float("-inf")
+    by_slug: dict[str, ListRef] = field(default_factory=dict)
+
+
+def signup_lists(session: Session, slugs: list[str]) -> dict[str, ListRef]:
     """The public lists among `slugs`, by slug (read at most every few seconds)."""
-    cache = current_app.extensions.setdefault("public_lists", {"at": float("-inf"), "lists": {}})
+    cache: _PublicListCache = current_app.extensions.setdefault("public_lists",
+                                                                _PublicListCache())
     now = time.monotonic()
-    if now - cache["at"] > PUBLIC_LISTS_SECONDS or any(s not in cache["lists"] for s in slugs):
-        cache["lists"] = {
+    if now - cache.read_at > PUBLIC_LISTS_SECONDS or any(s not in cache.by_slug for s in slugs):
+        cache.by_slug = {
             slug: ListRef(int(list_id), slug) for list_id, slug in session.execute(
                 select(MailingList.id, MailingList.slug).where(MailingList.public))
         }
-        cache["at"] = now
-    lists: dict[str, ListRef] = cache["lists"]
-    return {slug: lists[slug] for slug in slugs if slug in lists}
+        cache.read_at = now
+    return {slug: cache.by_slug[slug] for slug in slugs if slug in cache.by_slug}
 
 
 def forget_public_lists() -> None:
@@ -163,7 +169,7 @@ def validate(session: Session, form: SignupForm) -> Validated:
     elif len(slugs) > 20:
         errors.add("lists", "Too many lists.")
     else:
-        found = public_lists(session, slugs)
+        found = signup_lists(session, slugs)
         unknown = [s for s in dict.fromkeys(slugs) if s not in found]
         if unknown:
             errors.add("lists", f"Unknown list: {', '.join(u[:64] for u in unknown)}.")
