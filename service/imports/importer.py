@@ -56,7 +56,7 @@ from ..models import (
     SuppressionReason,
 )
 from ..queue import MAIL_RETRY, enqueue_after_commit
-from ..subscribers import Evidence, consent_fields, email_hash, suppressed_hashes
+from ..subscribers import Evidence, consent_fields, email_hasher, suppressed_hashes
 from ..subscriptions.signup import may_send_confirmation
 from .csvfile import Problem, Row
 
@@ -381,7 +381,8 @@ def import_chunk(session: Session, options: ImportOptions, settings: Settings,
     if not rows:
         return ChunkResult(counts, problems, last_line)
 
-    digests = {key: email_hash(row.email, settings) for key, row in rows.items()}
+    hash_of = email_hasher(settings)
+    digests = {key: hash_of(row.email) for key, row in rows.items()}
     blocked = suppressed_hashes(session, list(digests.values()))
     if blocked:
         for key in list(rows):
