@@ -7,6 +7,7 @@ from typing import Any
 
 from dotenv import load_dotenv
 from flask import Flask
+from flask.cli import FlaskGroup
 from jinja2 import ChoiceLoader, FileSystemLoader
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -23,6 +24,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from .mail.transport import transport_for
     from .observability import Metrics, configure_logging
     from .queue import TaskQueue, install_session_hooks
+    from .webhooks import signature
 
     if config is None:
         load_dotenv(PROJECT_ROOT / ".env")
@@ -89,32 +91,22 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         allow_headers=["Content-Type"],
     )
     api.init_app(app)
+    signature.init_app(app)
 
     app.jinja_env.globals.update(settings=settings)
     _register_blueprints(app)
     _register_cli(app)
+    _recover_when_embedded(app, settings)
     return app
 
 
 def _register_blueprints(app: Flask) -> None:
-    from .api import register as register_api
-    from .observability import bp as observability_bp
-    from .subscriptions.views import bp as subscriptions_bp
-
-    app.register_blueprint(observability_bp)
-    app.register_blueprint(subscriptions_bp)
-    register_api(app)
-    from .subscriptions.selfservice_views import bp as selfservice_bp
-
-    app.register_blueprint(selfservice_bp)
-    from .webhooks import register as register_webhooks
-
-    register_webhooks(app)
-
-    from .admin import bp as admin_bp
+    from . import admin, api, public
     from .extensions import login_manager
 
-    app.register_blueprint(admin_bp)
+    public.register(app)
+    api.register(app)
+    app.register_blueprint(admin.bp)
     login_manager.login_view = "admin.login"
 
 
@@ -122,3 +114,18 @@ def _register_cli(app: Flask) -> None:
     from .cli import register
 
     register(app)
+
+
+def _recover_when_embedded(app: Flask, settings: Settings) -> None:
+    """In the embedded mode no worker runs recovery passes: the first request starts the
+    campaign watchdog (now, and every lease while a campaign sends) and looks for
+    interrupted imports (now, and once more when a restarted one's lease has run out)."""
+    from .queue import embedded_recovery
+
+    embedded_recovery(app, "campaigns", "service.jobs.campaigns.watchdog")
+    embedded_recovery(app, "imports", "service.jobs.imports.recover",
+                      again_after=settings.import_lease_seconds + 1)
+
+
+main = FlaskGroup(create_app=lambda: create_app(),
+                  help="actionlist: mailing service for advocacy.")

@@ -1,27 +1,14 @@
-"""Logs that carry a request or job id, Prometheus metrics, and the health check."""
+"""Logs that carry a request or job id, and Prometheus metrics (served by public/health.py)."""
 
 from __future__ import annotations
 
 import logging
 import secrets
 import time
-from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, has_request_context, jsonify
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+from flask import Flask, Response, current_app, g, has_request_context
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from rq import get_current_job
-from sqlalchemy import text
-
-from . import db
-
-bp = Blueprint("observability", __name__)
 
 
 class Metrics:
@@ -104,38 +91,3 @@ def configure_logging(app: Flask) -> None:
                 time.perf_counter() - started
             )
         return response
-
-
-@bp.get("/healthz")
-def healthz() -> Any:
-    checks: dict[str, str] = {}
-    ok = True
-    try:
-        db.session().execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except Exception as exc:  # a health check reports every failure, it never raises
-        checks["database"] = f"error: {type(exc).__name__}"
-        ok = False
-    try:
-        from .queue import task_queue
-
-        checks["queue"] = "ok" if task_queue().ping() else "error"
-        ok = ok and checks["queue"] == "ok"
-    except Exception as exc:
-        checks["queue"] = f"error: {type(exc).__name__}"
-        ok = False
-    body = {"status": "ok" if ok else "error", **checks}
-    return jsonify(body), (200 if ok else 503)
-
-
-@bp.get("/metrics")
-def prometheus() -> Response:
-    m = metrics()
-    try:
-        from .queue import task_queue
-
-        for name, depth in task_queue().depth().items():
-            m.queue_depth.labels(name).set(depth)
-    except Exception:  # depth is best effort; the scrape must still answer
-        logging.getLogger(__name__).warning("queue depth unavailable", exc_info=True)
-    return Response(generate_latest(m.registry), mimetype=CONTENT_TYPE_LATEST)

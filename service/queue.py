@@ -27,6 +27,7 @@ from rq.job import Job
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from . import db
 from .config import Settings
 
 log = logging.getLogger(__name__)
@@ -177,7 +178,7 @@ def task_queue() -> TaskQueue:
 
 def enqueue_after_commit(
     session: Session,
-    func: Callable[..., Any],
+    func: Callable[..., Any] | str,
     *args: Any,
     queue: str = "transactional",
     job_id: str | None = None,
@@ -185,13 +186,17 @@ def enqueue_after_commit(
     at: datetime | None = None,
     timeout: int = 600,
 ) -> None:
-    """Queue `func(*args)` once `session` commits; forget it on rollback."""
+    """Queue `func(*args)` once `session` commits; forget it on rollback.
+
+    Domain modules name their jobs by dotted path (`"service.jobs.campaigns.send_batch"`),
+    so they never import the job layer.
+    """
     session.info.setdefault("jobs_after_commit", []).append(
         JobRequest(func, args, queue, job_id, retry_intervals, at, timeout)
     )
 
 
-def embedded_recovery(app: Flask, name: str, func: Callable[[], Any], *,
+def embedded_recovery(app: Flask, name: str, func: Callable[[], Any] | str, *,
                       again_after: float | None = None) -> None:
     """In the embedded mode (no Redis, so no worker runs recovery passes), run the
     recovery job `func` once at the first request, and once more `again_after` seconds
@@ -205,8 +210,6 @@ def embedded_recovery(app: Flask, name: str, func: Callable[[], Any], *,
         done.add(name)
         if task_queue().local is None:
             return
-        from . import db
-
         session = db.session()
         enqueue_after_commit(session, func, queue="default")
         if again_after is not None:

@@ -48,6 +48,11 @@ def _recent() -> list[Import]:
     return list(db.session().scalars(select(Import).order_by(Import.id.desc()).limit(RECENT)))
 
 
+
+def _progress(row: Import) -> dict[str, Any]:
+    """The import's progress, with the report link the API serves."""
+    return import_progress(row, url_for("imports_api.import_report", import_id=row.id))
+
 @bp.get("/imports")
 @staff_required(Role.viewer)
 def imports() -> Any:
@@ -59,7 +64,7 @@ def _page(values: dict[str, Any], errors: dict[str, str], status: int = 200) -> 
     return render_template(
         "admin/imports.html", lists=_lists(), recent=recent, values=values, errors=errors,
         choices=CHOICES, statuses=[s.value for s in SubscriptionStatus],
-        progress={row.id: import_progress(row) for row in recent},
+        progress={row.id: _progress(row) for row in recent},
     ), status
 
 
@@ -139,13 +144,13 @@ def _import(import_id: int) -> Import:
 @staff_required(Role.viewer)
 def import_detail(import_id: int) -> Any:
     row = _import(import_id)
-    return render_template("admin/import.html", row=row, progress=import_progress(row))
+    return render_template("admin/import.html", row=row, progress=_progress(row))
 
 
 @bp.get("/imports/<int:import_id>/progress")
 @staff_required(Role.viewer)
 def import_progress_json(import_id: int) -> Any:
-    return jsonify(import_progress(_import(import_id)))
+    return jsonify(_progress(_import(import_id)))
 
 
 @bp.get("/imports/<int:import_id>/problems.csv")

@@ -25,7 +25,7 @@ from ..models import Campaign, CampaignKind, CampaignStatus, ContentFormat, Mail
 from ..queue import enqueue_after_commit
 from .lifecycle import IllegalTransition, audit, require_transition
 from .render import ContentError, check_template, render_variant
-from .sending import request_send, resume, send_test
+from .sending import SEND_TEST_JOB, request_send, resume
 
 US_STATE_LENGTH = 2
 ACTIONS = ("send", "pause", "resume", "cancel")
@@ -174,7 +174,7 @@ def act(session: Session, campaign: Campaign, action: str, actor: str,
 
 def queue_test(session: Session, campaign: Campaign, emails: list[str], actor: str) -> None:
     """Queue the test send (the job renders and sends; it writes the audit record)."""
-    enqueue_after_commit(session, send_test, campaign.id, list(emails), actor,
+    enqueue_after_commit(session, SEND_TEST_JOB, campaign.id, list(emails), actor,
                          queue="transactional")
 
 

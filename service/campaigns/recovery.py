@@ -36,9 +36,12 @@ from .. import db
 from ..db import utcnow
 from ..models import Batch, BatchStatus, Campaign, CampaignStatus
 from ..queue import enqueue_after_commit, task_queue
-from .sending import enqueue_queued_batches, finish_if_done, queue_for, settings, start_campaign
+from .sending import START_JOB, enqueue_queued_batches, finish_if_done, queue_for, settings
 
 log = logging.getLogger(__name__)
+
+# Runs `recover()`, then schedules itself again (enqueued by name).
+WATCHDOG_JOB = "service.jobs.campaigns.watchdog"
 
 
 def recover() -> dict[str, int]:
@@ -84,7 +87,7 @@ def recover() -> dict[str, int]:
         select(Campaign).where(Campaign.status == CampaignStatus.scheduled,
                                Campaign.send_at <= now)
     ):
-        enqueue_after_commit(session, start_campaign, campaign.id,
+        enqueue_after_commit(session, START_JOB, campaign.id,
                              queue=queue_for(campaign.kind),
                              job_id=f"al-campaign-{campaign.id}-start-r{int(time.time())}")
         report["started_campaigns"] += 1
@@ -92,12 +95,6 @@ def recover() -> dict[str, int]:
     if any(report.values()):
         log.warning("campaign recovery: %s", report)
     return report
-
-
-def watchdog() -> None:
-    """Job: run `recover()`, then again one lease later while campaigns are in flight."""
-    recover()
-    schedule_watchdog()
 
 
 def schedule_watchdog() -> None:
@@ -115,7 +112,7 @@ def schedule_watchdog() -> None:
         f"{tq.prefix}al:campaign-watchdog", "1", nx=True, ex=max(1, int(period * 0.9))
     ):
         return  # another chain runs
-    enqueue_after_commit(session, watchdog, queue="default",
+    enqueue_after_commit(session, WATCHDOG_JOB, queue="default",
                          job_id=f"al-watchdog-{int(time.time() * 1000)}",
                          at=utcnow() + timedelta(seconds=period))
     session.commit()

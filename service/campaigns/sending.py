@@ -30,7 +30,6 @@ from flask import current_app
 from sqlalchemy import exists, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
-from .. import db
 from ..bulk import one_of
 from ..config import Settings
 from ..db import commit_quickly, is_pg, utcnow
@@ -62,7 +61,7 @@ from ..queue import enqueue_after_commit
 from ..subscribers import email_hasher
 from ..tokens import BatchLinks, one_click_headers
 from .audience import campaign_audience
-from .lifecycle import audit, transition
+from .lifecycle import audit, require_transition, transition
 from .render import ContentError, RenderedVariant, cached_variant, variant_locale
 
 log = logging.getLogger(__name__)
@@ -73,6 +72,11 @@ SYSTEM = "system"
 IN_JOB_BACKOFF = (0.2, 0.5, 1.0, 2.0, 4.0)
 # A batch that has been claimed this many times without finishing pauses its campaign.
 MAX_BATCH_ATTEMPTS = 8
+
+# The campaign jobs, enqueued by name (no domain module imports a job module).
+START_JOB = "service.jobs.campaigns.start"
+SEND_BATCH_JOB = "service.jobs.campaigns.send_batch"
+SEND_TEST_JOB = "service.jobs.campaigns.send_test"
 
 
 def settings() -> Settings:
@@ -95,20 +99,16 @@ def queue_for(kind: CampaignKind) -> str:
 def request_send(session: Session, campaign: Campaign, actor: str,
                  send_at: datetime | None = None) -> None:
     """draft → scheduled; the start job runs at `send_at` (or now). Caller commits."""
-    from .lifecycle import require_transition
-
     when = send_at or utcnow()
     require_transition(session, campaign, "schedule", actor, values={"send_at": when})
     enqueue_after_commit(
-        session, start_campaign, campaign.id, queue=queue_for(campaign.kind),
+        session, START_JOB, campaign.id, queue=queue_for(campaign.kind),
         job_id=f"al-campaign-{campaign.id}-start",
         at=when if when > utcnow() + timedelta(seconds=1) else None,
     )
 
 
 def resume(session: Session, campaign: Campaign, actor: str) -> None:
-    from .lifecycle import require_transition
-
     require_transition(session, campaign, "resume", actor)
     enqueue_queued_batches(session, campaign, tag="resume")
 
@@ -120,7 +120,7 @@ def enqueue_queued_batches(session: Session, campaign: Campaign, *, tag: str = "
     ).all()
     suffix = f"-{tag}{int(time.time() * 1000)}" if tag else ""
     for batch_id in ids:
-        enqueue_after_commit(session, send_batch, batch_id, queue=queue_for(campaign.kind),
+        enqueue_after_commit(session, SEND_BATCH_JOB, batch_id, queue=queue_for(campaign.kind),
                              job_id=f"al-batch-{batch_id}{suffix}")
     return len(ids)
 
@@ -188,9 +188,8 @@ def freeze_audience(session: Session, campaign: Campaign, batch_size: int) -> in
     return len(ids)
 
 
-def start_campaign(campaign_id: int) -> None:
-    """Job: scheduled → sending, freeze the audience and queue its batches (idempotent)."""
-    session = db.session()
+def start_campaign(session: Session, campaign_id: int) -> None:
+    """scheduled → sending, freeze the audience and queue its batches (idempotent)."""
     campaign = session.get(Campaign, campaign_id)
     if campaign is None or campaign.status != CampaignStatus.scheduled:
         return
@@ -387,9 +386,8 @@ class BatchReleased(Exception):
     """The batch went back to the queue (retry later, or the campaign was paused)."""
 
 
-def send_batch(batch_id: int) -> None:
-    """Job: send one batch. Safe to run twice (the claim makes the second a no-op)."""
-    session = db.session()
+def send_batch(session: Session, batch_id: int) -> None:
+    """Send one batch. Safe to run twice (the claim makes the second a no-op)."""
     batch = claim_batch(session, batch_id)
     if batch is None:
         return
@@ -494,7 +492,7 @@ def _release(session: Session, campaign: Campaign, batch: Claim, error: str, *,
     if pause_reason:
         transition(session, campaign.id, "pause", SYSTEM, reason=pause_reason[:2000])
     elif retry_in is not None:
-        enqueue_after_commit(session, send_batch, batch.id, queue=queue_for(campaign.kind),
+        enqueue_after_commit(session, SEND_BATCH_JOB, batch.id, queue=queue_for(campaign.kind),
                              job_id=f"al-batch-{batch.id}-retry{attempts}",
                              at=utcnow() + timedelta(seconds=retry_in))
     session.commit()
@@ -527,13 +525,12 @@ def counts_by_campaign(session: Session, campaign_ids: list[int]) -> dict[int, d
     return result
 
 
-def send_test(campaign_id: int, emails: list[str], actor: str) -> None:
-    """Job: the campaign as its recipients would get it, to staff addresses; counts untouched.
+def send_test(session: Session, campaign_id: int, emails: list[str], actor: str) -> None:
+    """The campaign as its recipients would get it, to staff addresses; counts untouched.
 
     Each address gets the variant of the subscriber with that address if there is one
     (with their own links), else English with links that name no subscriber.
     """
-    session = db.session()
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
         return

@@ -60,6 +60,9 @@ from ..subscribers import Evidence, consent_fields, email_hasher, suppressed_has
 from ..subscriptions.signup import may_send_confirmation
 from .csvfile import Problem, Row
 
+# The job that mails an import batch's confirmations (enqueued by name).
+SEND_CONFIRMATIONS = "service.jobs.imports.send_import_confirmations"
+
 CHUNK_SIZE = 5000
 # Confirmation mails per job: small enough to finish well inside a job timeout, large
 # enough that a million-row import does not put a million jobs into Redis.
@@ -649,11 +652,9 @@ def _queue_confirmations(session: Session, list_id: int, pending: set[int], new:
                   "result": "queued"} for sid in allowed],
             ).scalars()
         )
-    from .jobs import send_import_confirmations
-
     for start in range(0, len(mail_ids), MAIL_BATCH):
         enqueue_after_commit(
-            session, send_import_confirmations, sorted(mail_ids[start:start + MAIL_BATCH]),
+            session, SEND_CONFIRMATIONS, sorted(mail_ids[start:start + MAIL_BATCH]),
             queue="default", retry_intervals=MAIL_RETRY,
         )
     return len(mail_ids)

@@ -1,4 +1,4 @@
-"""Recovery of imports whose job died with its worker (issue 6, the API / RQ path).
+"""Recovery of imports whose job died with its worker (the API / RQ path).
 
 The job heart-beats once per chunk (`imports.heartbeat_at`, committed with the chunk).
 A worker killed with SIGKILL leaves its import `running` with a heartbeat that stops
@@ -17,7 +17,7 @@ now, "requeued at"), so of two workers' passes only one enqueues, and a queued i
 re-enqueued at most once per lease. Rows another transaction holds (a chunk committing)
 are skipped (`SKIP LOCKED` on PostgreSQL): the pass runs inside a worker's loop and must
 never wait; the next pass looks again. A duplicate job would be harmless anyway: `_claim`
-lets one attempt work, and the attempt number fences its chunks (`jobs.LeaseLost`).
+lets one attempt work, and the attempt number fences its chunks (`runs.LeaseLost`).
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from sqlalchemy.orm import Session
 from .. import db
 from ..db import is_pg, utcnow
 from ..models import Import, ImportStatus
-from ..queue import enqueue_after_commit, task_queue
-from .jobs import job_id, lease, run_import_job
-from .uploads import JOB_RETRY, JOB_TIMEOUT
+from ..queue import task_queue
+from .runs import lease
+from .uploads import job_id, queue_run
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def recover_imports() -> dict[str, int]:
     ).all()
     for import_id, beat, attempts in abandoned:
         if _take(session, import_id, ImportStatus.running, beat, now):
-            _enqueue(session, import_id, attempts)
+            queue_run(session, import_id, attempts)
             report["requeued_imports"] += 1
     waiting = session.execute(
         select(Import.id, Import.heartbeat_at, Import.attempts).where(
@@ -69,7 +69,7 @@ def recover_imports() -> dict[str, int]:
         if _job_waiting(import_id, attempts):
             continue  # behind other jobs in the queue: it will run
         if _take(session, import_id, ImportStatus.queued, beat, now):
-            _enqueue(session, import_id, attempts)
+            queue_run(session, import_id, attempts)
             report["reenqueued_imports"] += 1
     session.commit()  # the jobs go to the queue now
     if any(report.values()):
@@ -92,12 +92,6 @@ def _take(session: Session, import_id: int, status: ImportStatus, beat: datetime
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0))
-
-
-def _enqueue(session: Session, import_id: int, attempts: int) -> None:
-    enqueue_after_commit(session, run_import_job, import_id, queue="default",
-                         job_id=job_id(import_id, attempts), timeout=JOB_TIMEOUT,
-                         retry_intervals=JOB_RETRY)
 
 
 def _job_waiting(import_id: int, attempts: int) -> bool:

@@ -23,10 +23,27 @@ from ..models import Import, ImportPart, ImportProblem, MailingList
 from ..queue import enqueue_after_commit
 from .csvfile import BLOCK, Scanner
 
+# The job that runs an import (enqueued by name: no domain module imports a job).
+RUN_JOB = "service.jobs.imports.run_import"
 # A long import must not be cut off by RQ's job timeout; progress is committed per chunk.
 JOB_TIMEOUT = 6 * 3600
 # A worker killed mid-import leaves the job for RQ to retry; the retry resumes.
 JOB_RETRY = (10, 60, 300)
+
+
+def job_id(import_id: int, requeued_after: int | None = None) -> str:
+    """The RQ job id of an import: its upload's job, or the recovery pass's requeue after
+    attempt `requeued_after` (deterministic, so two passes name one job)."""
+    base = f"import-{import_id}"
+    return base if requeued_after is None else f"{base}-r{requeued_after}"
+
+
+def queue_run(session: Session, import_id: int, requeued_after: int | None = None) -> None:
+    """Queue the import's run once `session` commits (the upload, or a recovery requeue)."""
+    enqueue_after_commit(
+        session, RUN_JOB, import_id, queue="default", job_id=job_id(import_id, requeued_after),
+        timeout=JOB_TIMEOUT, retry_intervals=JOB_RETRY,
+    )
 
 
 def create_import(
@@ -62,12 +79,7 @@ def create_import(
     found = scanner.finish()
     row.size_bytes = found.size
     row.total_rows = found.data_lines
-    from .jobs import job_id, run_import_job
-
-    enqueue_after_commit(
-        session, run_import_job, row.id, queue="default", job_id=job_id(row.id),
-        timeout=JOB_TIMEOUT, retry_intervals=JOB_RETRY,
-    )
+    queue_run(session, row.id)
     return row
 
 

@@ -197,9 +197,8 @@ def request_link(session: Session, raw_email: str) -> LinkOutcome:
     )
     session.add(mail)
     session.flush()
-    from .jobs import send_preferences_link
-
     enqueue_after_commit(
-        session, send_preferences_link, subscriber.id, mail.id, retry_intervals=MAIL_RETRY
+        session, "service.jobs.subscriptions.send_preferences_link", subscriber.id, mail.id,
+        retry_intervals=MAIL_RETRY,
     )
     return LinkOutcome.queued

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -27,6 +28,7 @@ from ..models import (
     Subscription,
     SubscriptionStatus,
 )
+from ..observability import metrics
 from ..postal import normalise_postal_code, state_for
 from ..queue import MAIL_RETRY, enqueue_after_commit
 from ..subscribers import (
@@ -46,6 +48,10 @@ NAME_MAX = 100
 POSTAL_MAX = 10
 SOURCE_MAX = 500
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+# The job that mails the confirmation link (enqueued by name: no domain module imports a job).
+SEND_CONFIRMATION = "service.jobs.subscriptions.send_confirmation"
 
 
 class Outcome(enum.StrEnum):
@@ -298,14 +304,12 @@ def _signup_new_address_pg(session: Session, data: Validated, list_ids: list[int
 def signup(session: Session, data: Validated, evidence: Evidence) -> Outcome:
     """Record the signup and queue a confirmation mail. The caller commits."""
     settings: Settings = current_app.extensions["settings"]
-    from .jobs import send_confirmation
-
     if is_pg(session) and settings.confirm_mail_max_per_day > 0:
         list_ids = [ml.id for ml in data.lists]
         new = _signup_new_address_pg(session, data, list_ids, evidence)
         if new is not None:
             subscriber_id, mail_id = new
-            enqueue_after_commit(session, send_confirmation, subscriber_id, list_ids, mail_id,
+            enqueue_after_commit(session, SEND_CONFIRMATION, subscriber_id, list_ids, mail_id,
                                  retry_intervals=MAIL_RETRY)
             return Outcome.created
     # An erased address may sign up again: that is new consent (see is_suppressed).
@@ -343,9 +347,27 @@ def signup(session: Session, data: Validated, evidence: Evidence) -> Outcome:
     session.add(mail)
     session.flush()
     enqueue_after_commit(
-        session, send_confirmation, subscriber.id, to_confirm, mail.id, retry_intervals=MAIL_RETRY
+        session, SEND_CONFIRMATION, subscriber.id, to_confirm, mail.id, retry_intervals=MAIL_RETRY
     )
     return Outcome.created if created else Outcome.pending
+
+
+def submit(session: Session, form: SignupForm, *, honeypot: str,
+           evidence: Callable[[str], Evidence]) -> Outcome:
+    """A public signup from the form or the JSON API: validate (raises ValidationErrors),
+    record and commit. Every outcome looks the same to the person who sent it.
+
+    `evidence(source)` describes the request; it is called after validation, with the
+    form's cleaned `source`.
+    """
+    data = validate(session, form)
+    if honeypot:
+        metrics().signups.labels(Outcome.honeypot.value).inc()
+        return Outcome.honeypot
+    outcome = signup(session, data, evidence(data.source))
+    session.commit()
+    metrics().signups.labels(outcome.value).inc()
+    return outcome
 
 
 @dataclass

@@ -20,9 +20,8 @@ from flask import current_app
 from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
-from .. import db
 from ..config import Settings
-from ..db import insert_for
+from ..db import insert_for, utcnow
 from ..models import (
     Campaign,
     CampaignEventStat,
@@ -39,6 +38,7 @@ from ..models import (
     campaign_lists,
 )
 from ..observability import metrics
+from ..queue import enqueue_after_commit
 from ..subscribers import (
     Evidence,
     InvalidEmail,
@@ -54,6 +54,8 @@ CHUNK = 2000
 # A failed run (e.g. two workers suppressing the same address at once) is retried; its
 # rows stay pending until then.
 PROCESS_RETRY = (10, 60, 300, 1800)
+# The job that applies stored events (enqueued by name: no domain module imports a job).
+PROCESS_JOB = "service.jobs.webhooks.process_events"
 EVIDENCE = Evidence(actor="webhook", source="sendgrid-event-webhook", endpoint="webhooks.sendgrid")
 # The furthest a delivery has got: a later event never moves its status backwards
 # (SendGrid does not promise order: an open can arrive before its delivered).
@@ -109,9 +111,13 @@ def has_pending_events(session: Session) -> bool:
     return session.scalar(pending) is not None
 
 
-def process_pending_events() -> int:
-    """Job: apply every pending event, a chunk per transaction. Returns how many."""
-    session = db.session()
+def queue_processing(session: Session) -> None:
+    """Queue the job that applies pending events, once `session` commits."""
+    enqueue_after_commit(session, PROCESS_JOB, queue="default", retry_intervals=PROCESS_RETRY)
+
+
+def process_pending_events(session: Session) -> int:
+    """Apply every pending event, a chunk per transaction. Returns how many."""
     session.expire_all()  # reload whatever this thread's session may hold from before
     total = 0
     while True:
@@ -126,7 +132,7 @@ def process_pending_events() -> int:
             session.commit()
             return total
         outcomes = apply_events(session, [parse(r.payload, r.received_at) for r in rows])
-        now = db.utcnow()
+        now = utcnow()
         for row in rows:
             row.processed_at = now
         session.commit()
@@ -297,7 +303,7 @@ def _set_status(session: Session, subscriber: Subscriber, status: SubscriberStat
 
 def _unsubscribe(session: Session, subscriber: Subscriber, list_ids: set[int] | None,
                  event: ParsedEvent) -> None:
-    now = db.utcnow()
+    now = utcnow()
     for subscription in subscriber.subscriptions:
         if list_ids is not None and subscription.list_id not in list_ids:
             continue
@@ -314,7 +320,7 @@ def _soft_bounce(session: Session, settings: Settings, subscriber: Subscriber,
     digest = email_hash(subscriber.email, settings)
     session.add(SoftBounce(email_hash=digest, event=event.name, reason=event.reason, at=event.at))
     session.flush()
-    since = db.utcnow() - timedelta(seconds=settings.soft_bounce_window_seconds)
+    since = utcnow() - timedelta(seconds=settings.soft_bounce_window_seconds)
     recent = session.scalar(
         select(func.count()).select_from(SoftBounce)
         .where(SoftBounce.email_hash == digest, SoftBounce.at >= since)

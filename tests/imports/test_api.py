@@ -8,7 +8,7 @@ import io
 from sqlalchemy import select
 
 from service import db
-from service.imports.jobs import run_import_job
+from service.jobs.imports import run_import
 from service.models import (
     ConsentRecord,
     Import,
@@ -108,7 +108,7 @@ def test_job_twice_does_nothing_twice(app, client, run_jobs, api_token):
                       list="action-alerts", confirmed="1", consent_note=NOTE)
     import_id = response.get_json()["id"]
     run_jobs()
-    assert run_import_job(import_id).startswith("not claimable")  # RQ ran it once more
+    assert run_import(import_id).startswith("not claimable")  # RQ ran it once more
     row = db.session().get(Import, import_id)
     db.session().refresh(row)
     assert row.status == ImportStatus.done and row.rows_created == 20

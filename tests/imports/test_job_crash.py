@@ -33,8 +33,9 @@ from werkzeug.test import encode_multipart
 
 from service import PROJECT_ROOT, db
 from service.db import utcnow
-from service.imports import jobs
+from service.imports import runs
 from service.imports.recovery import recover_imports
+from service.jobs import imports as import_jobs
 from service.models import (
     ConsentRecord,
     Import,
@@ -230,14 +231,14 @@ def test_a_worker_that_lost_its_lease_stops_at_its_next_chunk(
                         dataclasses.replace(settings, import_lease_seconds=0))  # all stale
     rows = people(2 * CHUNK + 10)
     import_id = upload(client, api_token("campaigner"), csv_bytes(rows))
-    real = jobs._progress
+    real = runs._progress
     reports: list[dict[str, int]] = []
 
     def recover_elsewhere() -> None:  # another worker's recovery pass, on its own connection
         with app.app_context():
             reports.append(recover_imports())
 
-    def progress(iid: int, attempt: int) -> jobs.ChunkHook:
+    def progress(iid: int, attempt: int) -> runs.ChunkHook:
         hook = real(iid, attempt)
 
         def slow(session: Any, result: Any) -> None:
@@ -250,8 +251,8 @@ def test_a_worker_that_lost_its_lease_stops_at_its_next_chunk(
         return slow
 
     with monkeypatch.context() as patch:
-        patch.setattr(jobs, "_progress", progress)
-        assert jobs.run_import_job(import_id) == "lease lost: taken over by another attempt"
+        patch.setattr(runs, "_progress", progress)
+        assert import_jobs.run_import(import_id) == "lease lost: taken over by another attempt"
     assert reports == [{"requeued_imports": 1, "reenqueued_imports": 0}]
     taken = state(import_id)
     assert taken["status"] == ImportStatus.queued and taken["processed_rows"] == CHUNK
@@ -291,16 +292,16 @@ def test_recovery_requeues_only_abandoned_imports(
     waiting = 0
     if tq.redis is not None:  # queued long ago, its upload's job still in the queue
         waiting = make(ImportStatus.queued, None, old, attempts=0)
-        tq.rq_queue("default").enqueue(jobs.run_import_job, waiting, job_id=f"import-{waiting}")
+        tq.rq_queue("default").enqueue(import_jobs.run_import, waiting, job_id=f"import-{waiting}")
     session.commit()
     submitted: list[JobRequest] = []
     monkeypatch.setattr(tq, "submit_all", submitted.extend)
 
     assert recover_imports() == {"requeued_imports": 2, "reenqueued_imports": 1}
     assert [(j.func, j.args, j.queue, j.job_id) for j in submitted] == [
-        (jobs.run_import_job, (abandoned,), "default", f"import-{abandoned}-r1"),
-        (jobs.run_import_job, (never_beat,), "default", f"import-{never_beat}-r1"),
-        (jobs.run_import_job, (lost_job,), "default", f"import-{lost_job}-r0"),
+        ("service.jobs.imports.run_import", (abandoned,), "default", f"import-{abandoned}-r1"),
+        ("service.jobs.imports.run_import", (never_beat,), "default", f"import-{never_beat}-r1"),
+        ("service.jobs.imports.run_import", (lost_job,), "default", f"import-{lost_job}-r0"),
     ]
     assert state(abandoned)["status"] == ImportStatus.queued
     assert state(abandoned)["error"] == "requeued: worker lost"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import click
 
 from .. import db
+from ..campaigns.drafts import IllegalTransition, NoLists, act
+from ..campaigns.recovery import recover
+from ..campaigns.sending import counts
 from ..models import Campaign
 from ..queue import task_queue
-from .drafts import IllegalTransition, NoLists, act
-from .sending import counts
 
 ACTOR = "cli"
 
@@ -65,6 +66,4 @@ def cancel_cmd(campaign_id: int) -> None:
 @campaigns.command("recover")
 def recover_cmd() -> None:
     """Run the crash-recovery pass once (requeue abandoned batches, start overdue ones)."""
-    from .recovery import recover
-
     click.echo(recover())

@@ -1,4 +1,8 @@
-"""RQ jobs of imports. They take ids, reload state, and are safe to run twice."""
+"""One run of a stored import: claim it, import its rows chunk by chunk, finish it.
+
+The job `service.jobs.imports.run_import` calls `run`; it is safe to run twice: the
+claim lets one attempt work, and the attempt number fences its chunks.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,13 @@ from datetime import timedelta
 from typing import Any, cast
 
 from flask import current_app
-from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy import Table, and_, or_, update
 from sqlalchemy.orm import Session
 
-from .. import db
 from ..config import Settings
 from ..db import insert_for, utcnow
-from ..models import ConfirmationMail, Import, ImportProblem, ImportStatus
+from ..models import Import, ImportProblem, ImportStatus
 from ..subscribers import Evidence
-from ..subscriptions.jobs import send_confirmation
 from .csvfile import FileError, rows, scan
 from .importer import ChunkHook, ChunkResult, ImportOptions, run_import
 from .uploads import drop_upload, upload_file
@@ -23,13 +25,6 @@ from .uploads import drop_upload, upload_file
 log = logging.getLogger(__name__)
 
 PROBLEMS = cast(Table, ImportProblem.__table__)
-
-
-def job_id(import_id: int, requeued_after: int | None = None) -> str:
-    """The RQ job id of an import: its upload's job, or the recovery pass's requeue after
-    attempt `requeued_after` (deterministic, so two passes name one job)."""
-    base = f"import-{import_id}"
-    return base if requeued_after is None else f"{base}-r{requeued_after}"
 
 
 class LeaseLost(RuntimeError):
@@ -42,24 +37,6 @@ def lease() -> timedelta:
     queues it again, and a retry of the job may take it over."""
     settings: Settings = current_app.extensions["settings"]
     return timedelta(seconds=settings.import_lease_seconds)
-
-
-def send_import_confirmations(mail_ids: list[int]) -> str:
-    """Send the confirmation mails of an import batch through `send_confirmation`.
-
-    Mails already sent (or refused) by an earlier attempt are passed over, so a retry
-    after a transient error sends only what is left.
-    """
-    session = db.session()
-    queued = session.execute(
-        select(ConfirmationMail.id, ConfirmationMail.subscriber_id, ConfirmationMail.list_ids)
-        .where(ConfirmationMail.id.in_(mail_ids), ConfirmationMail.result == "queued")
-        .order_by(ConfirmationMail.id)
-    ).all()
-    session.rollback()  # no transaction held open while mailing
-    for mail_id, subscriber_id, list_ids in queued:
-        send_confirmation(subscriber_id, [int(i) for i in list_ids.split(",") if i], mail_id)
-    return f"{len(queued)} confirmation mails handled"
 
 
 def _claim(session: Session, import_id: int) -> bool:
@@ -134,9 +111,8 @@ def _finish(session: Session, import_id: int, attempt: int, status: ImportStatus
     session.commit()
 
 
-def run_import_job(import_id: int) -> str:
+def run(session: Session, import_id: int) -> str:
     """Run (or resume) the import `import_id` from its stored upload."""
-    session = db.session()
     if not _claim(session, import_id):
         return "not claimable (done, or running elsewhere)"
     row = session.get(Import, import_id)

@@ -14,10 +14,13 @@ from typing import Any
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 
 from .. import db
-from ..extensions import csrf, limiter
+from ..extensions import csrf, evidence, limiter, signup_limit
 from ..i18n import use_locale
 from ..models import Subscriber, SubscriptionStatus
 from ..observability import metrics
+from ..subscriptions import gdpr, preferences
+from ..subscriptions import unsubscribe as unsub
+from ..subscriptions.signup import LOCALES, ValidationErrors
 from ..tokens import (
     Purpose,
     TokenError,
@@ -26,10 +29,6 @@ from ..tokens import (
     read_token_with_time,
     signed_before,
 )
-from . import gdpr, preferences
-from . import unsubscribe as unsub
-from .signup import LOCALES, ValidationErrors
-from .views import evidence, signup_limit
 
 bp = Blueprint("selfservice", __name__)
 

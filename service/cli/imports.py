@@ -13,12 +13,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import db
+from ..imports.csvfile import FileError, rows, scan
+from ..imports.export import csv_blocks, export_rows
+from ..imports.importer import CHUNK_SIZE, ChunkResult, Counts, ImportOptions, run_import
 from ..models import AuditRecord, MailingList, SubscriptionStatus
 from ..queue import task_queue
 from ..subscribers import Evidence
-from .csvfile import FileError, rows, scan
-from .export import csv_blocks, export_rows
-from .importer import CHUNK_SIZE, ChunkResult, Counts, ImportOptions, run_import
 
 ACTOR = "cli"
 

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, g
+from flask import g
 from flask_smorest import Blueprint, abort
 from sqlalchemy import select
 
 from .. import db
 from ..auth import require_role
-from ..models import Campaign, Role
-from ..queue import embedded_recovery
-from .audience import audience_count
-from .drafts import (
+from ..campaigns.audience import audience_count
+from ..campaigns.drafts import (
     CampaignIn,
     CampaignPatch,
     IllegalTransition,
@@ -31,7 +29,8 @@ from .drafts import (
     edit_draft,
     queue_test,
 )
-from .sending import counts
+from ..campaigns.sending import counts
+from ..models import Campaign, Role
 
 blp = Blueprint("campaigns_api", __name__, url_prefix="/api/v1", description="Campaigns")
 
@@ -160,16 +159,3 @@ def test_campaign(data: dict[str, Any], campaign_id: int) -> Any:
     session.commit()
     return {"status": "queued", "emails": data["emails"]}, 202
 
-
-def register(app: Flask) -> None:
-    """Register the blueprint; in embedded mode the first request starts the watchdog (the
-    recovery pass now, and again every lease while a campaign is scheduled or sending),
-    which worker.py starts otherwise."""
-    from ..extensions import api, csrf
-
-    csrf.exempt(blp)  # bearer tokens, no cookies: CSRF does not apply
-    api.register_blueprint(blp)
-
-    from .recovery import watchdog
-
-    embedded_recovery(app, "campaigns", watchdog)

@@ -18,36 +18,19 @@ from sqlalchemy import select
 
 from .. import db
 from ..config import Settings
-from ..extensions import client_ip, csrf, limiter
+from ..extensions import SIGNUP_BODY_LIMIT, csrf, evidence, limiter, signup_limit
 from ..i18n import use_locale
 from ..models import MailingList, Subscriber
 from ..observability import metrics
-from ..subscribers import Evidence
+from ..subscriptions import signup as logic
 from ..tokens import Purpose, TokenError, read_token_with_time, signed_before
-from . import signup as logic
 
 bp = Blueprint("subscriptions", __name__)
-
-SIGNUP_BODY_LIMIT = 64 * 1024
 
 
 def settings() -> Settings:
     s: Settings = current_app.extensions["settings"]
     return s
-
-
-def signup_limit() -> str:
-    return settings().signup_rate_limit
-
-
-def evidence(endpoint: str, source: str = "") -> Evidence:
-    return Evidence(
-        ip=client_ip(),
-        user_agent=request.headers.get("User-Agent", ""),
-        source=source or request.headers.get("Referer", ""),
-        endpoint=endpoint,
-        consent_text_version=settings().consent_text_version,
-    )
 
 
 def _locale(value: str | None) -> str:
@@ -70,18 +53,6 @@ def allowed_redirect(target: str) -> str | None:
     if parts.scheme in ("http", "https") and origin in settings().form_allowed_origins:
         return target
     return None
-
-
-def run_signup(form: logic.SignupForm, endpoint: str, honeypot: str) -> None:
-    """Validate (raises ValidationErrors), then record; every outcome looks the same."""
-    session = db.session()
-    data = logic.validate(session, form)
-    if honeypot:
-        metrics().signups.labels(logic.Outcome.honeypot.value).inc()
-        return
-    outcome = logic.signup(session, data, evidence(endpoint, data.source))
-    session.commit()
-    metrics().signups.labels(outcome.value).inc()
 
 
 @bp.before_request
@@ -123,7 +94,8 @@ def subscribe_post() -> Any:
         source=f.get("source", "") or request.headers.get("Referer", ""),
     )
     try:
-        run_signup(form, "form", f.get("website", ""))
+        logic.submit(db.session(), form, honeypot=f.get("website", ""),
+                     evidence=lambda source: evidence("form", source))
     except logic.ValidationErrors as exc:
         lists = public_lists()
         return (

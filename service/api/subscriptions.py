@@ -8,9 +8,9 @@ from flask import jsonify, request
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
 
-from ..extensions import csrf, limiter
-from . import signup as logic
-from .views import SIGNUP_BODY_LIMIT, run_signup, signup_limit
+from .. import db
+from ..extensions import SIGNUP_BODY_LIMIT, csrf, evidence, limiter, signup_limit
+from ..subscriptions import signup as logic
 
 blp = Blueprint(
     "public_api", __name__, url_prefix="/api/v1", description="Public signup (no token needed)"
@@ -73,7 +73,8 @@ def create_subscription(data: dict[str, Any]) -> Any:
         source=data["source"] or request.headers.get("Origin", ""),
     )
     try:
-        run_signup(form, "api", data["website"])
+        logic.submit(db.session(), form, honeypot=data["website"],
+                     evidence=lambda source: evidence("api", source))
     except logic.ValidationErrors as exc:
         response = jsonify({"errors": exc.errors})
         response.status_code = 422

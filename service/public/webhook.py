@@ -10,10 +10,9 @@ from flask import Blueprint, jsonify, request
 from .. import db
 from ..extensions import csrf
 from ..observability import metrics
-from ..queue import enqueue_after_commit
-from .effects import PROCESS_RETRY, has_pending_events, process_pending_events
-from .ingest import MalformedBatch, parse_events, store_events
-from .signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureRejected, verifier
+from ..webhooks.effects import has_pending_events, queue_processing
+from ..webhooks.ingest import MalformedBatch, parse_events, store_events
+from ..webhooks.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureRejected, verifier
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
@@ -53,8 +52,7 @@ def sendgrid_events() -> Any:
     # Also when everything was a duplicate but rows are still pending: SendGrid retrying a
     # batch whose job was never queued (e.g. Redis was down) must not leave them stuck.
     if result.stored or has_pending_events(session):
-        enqueue_after_commit(session, process_pending_events, queue="default",
-                             retry_intervals=PROCESS_RETRY)
+        queue_processing(session)
     session.commit()
     for (event, outcome), n in result.by_event.items():
         metrics().webhook_events.labels(event, outcome).inc(n)

@@ -1,4 +1,4 @@
-"""Command line: `flask --app service …` or the installed `actionlist …`."""
+"""Staff users, API tokens and the first admin: `actionlist users|tokens|bootstrap`."""
 
 from __future__ import annotations
 
@@ -6,12 +6,11 @@ import secrets
 import sys
 
 import click
-from flask import Flask
-from flask.cli import FlaskGroup
 from sqlalchemy import select
 
-from . import db
-from .models import Role, User
+from .. import db
+from ..auth import create_api_token, create_user
+from ..models import Role, User
 
 ROLE_CHOICE = click.Choice([r.value for r in Role])
 
@@ -26,8 +25,6 @@ def users() -> None:
 @click.option("--role", type=ROLE_CHOICE, required=True)
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def users_create(email: str, role: str, password_stdin: bool) -> None:
-    from .auth import create_user
-
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
@@ -52,8 +49,6 @@ def tokens() -> None:
 @click.argument("name")
 @click.option("--role", type=ROLE_CHOICE, required=True)
 def tokens_create(name: str, role: str) -> None:
-    from .auth import create_api_token
-
     session = db.session()
     _row, secret = create_api_token(session, name, Role(role))
     session.commit()
@@ -62,8 +57,6 @@ def tokens_create(name: str, role: str) -> None:
 
 @click.command("bootstrap", help="Make sure an admin user exists (prints its login once).")
 def bootstrap() -> None:
-    from .auth import create_user
-
     session = db.session()
     if session.scalars(select(User).limit(1)).first() is not None:
         click.echo("Admin user exists already.")
@@ -74,27 +67,3 @@ def bootstrap() -> None:
     click.echo("Created the first admin user — this is shown only once:")
     click.echo("  email:    admin@example.org")
     click.echo(f"  password: {password}")
-
-
-def register(app: Flask) -> None:
-    app.cli.add_command(users)
-    app.cli.add_command(tokens)
-    app.cli.add_command(bootstrap)
-    from .campaigns.cli import campaigns
-    from .mail.sink import sink_command
-
-    app.cli.add_command(campaigns)
-    app.cli.add_command(sink_command)
-    from .imports.cli import export_command, import_command
-
-    app.cli.add_command(import_command)
-    app.cli.add_command(export_command)
-
-
-def _create_app() -> Flask:
-    from . import create_app
-
-    return create_app()
-
-
-main = FlaskGroup(create_app=_create_app, help="actionlist: mailing service for advocacy.")

@@ -21,7 +21,7 @@ from ..models import (
     SuppressionReason,
 )
 from ..subscribers import InvalidEmail, email_hash, email_key, normalise_email
-from .stats import campaign_stats
+from ..webhooks.stats import campaign_stats
 
 suppressions_blp = Blueprint(
     "suppressions_api", __name__, url_prefix="/api/v1", description="Suppression list (admin)"

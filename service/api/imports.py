@@ -8,20 +8,20 @@ and `export`. campaigner: start an import; viewer: read progress, reports, expor
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import datetime
 from typing import Any
 
-from flask import Flask, Response, g, request, stream_with_context, url_for
+from flask import Response, g, request, stream_with_context, url_for
 from flask_smorest import Blueprint, abort
 from sqlalchemy import select
 
 from .. import db
 from ..auth import require_role
 from ..db import utcnow
+from ..imports.csvfile import FileError
+from ..imports.export import csv_blocks, export_rows
+from ..imports.progress import import_summary
+from ..imports.uploads import create_import, problems
 from ..models import Import, MailingList, Role, SubscriptionStatus
-from .csvfile import FileError
-from .export import csv_blocks, export_rows
-from .uploads import create_import, problems
 
 blp = Blueprint("imports_api", __name__, url_prefix="/api/v1",
                 description="Subscriber imports (CSV upload, run as a job) and exports")
@@ -49,37 +49,9 @@ MULTIPART = {
 }
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
-
-
 def import_out(row: Import) -> dict[str, Any]:
-    """What an admin UI needs for a progress bar, and the link to the report."""
-    total = row.total_rows
-    processed = min(row.processed_rows, total) if total else row.processed_rows
-    return {
-        "id": row.id,
-        "list": row.mailing_list.slug,
-        "filename": row.filename,
-        "confirmed": row.confirmed,
-        "consent_note": row.consent_note,
-        "status": row.status.value,
-        "error": row.error,
-        "rows": {"processed": processed, "total": total},
-        "progress": 1.0 if row.status.value == "done" else (
-            round(processed / total, 4) if total else 0.0),
-        "counts": {
-            "created": row.rows_created, "updated": row.rows_updated,
-            "skipped": row.rows_skipped, "refused": row.rows_refused,
-            "invalid": row.rows_invalid,
-        },
-        "mails_queued": row.mails_queued,
-        "report_url": url_for("imports_api.import_report", import_id=row.id),
-        "created_by": row.created_by,
-        "created_at": _iso(row.created_at),
-        "started_at": _iso(row.started_at),
-        "finished_at": _iso(row.finished_at),
-    }
+    """An import as the API shows it, with the link to its report."""
+    return import_summary(row, url_for("imports_api.import_report", import_id=row.id))
 
 
 def _get(import_id: int) -> Import:
@@ -195,14 +167,3 @@ def export_subscribers() -> Any:
         f"{mailing_list.slug}-{stamp}.csv",
     )
 
-
-def register(app: Flask) -> None:
-    """Register the blueprint; in embedded mode look for interrupted imports at start."""
-    from ..extensions import api, csrf
-    from ..queue import embedded_recovery
-    from .recovery import recover_imports
-
-    csrf.exempt(blp)  # bearer tokens, no cookies: CSRF does not apply
-    api.register_blueprint(blp)
-    embedded_recovery(app, "imports", recover_imports,
-                      again_after=app.extensions["settings"].import_lease_seconds + 1)
