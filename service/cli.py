@@ -80,8 +80,9 @@ def register(app: Flask) -> None:
     app.cli.add_command(users)
     app.cli.add_command(tokens)
     app.cli.add_command(bootstrap)
+    from sendgrid_sink.cli import sink_command
+
     from .campaigns.cli import campaigns
-    from .mail.sink import sink_command
 
     app.cli.add_command(campaigns)
     app.cli.add_command(sink_command)
