@@ -486,3 +486,15 @@ def test_cli_count_only_refuses_a_record_file(tmp_path):
     result = CliRunner().invoke(sink_command, ["--count-only", "--record", str(tmp_path / "x")])
     assert result.exit_code != 0 and "--count-only" in result.output
 
+
+def test_the_sink_is_a_program_of_its_own():
+    """`sendgrid_sink` imports nothing of the application (nor Flask, SQLAlchemy, RQ)."""
+    import subprocess
+    import sys
+
+    code = "import json, sys, sendgrid_sink; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    loaded = {name.split(".")[0] for name in json.loads(out)}
+    assert "sendgrid_sink" in loaded
+    assert not loaded & {"service", "flask", "sqlalchemy", "rq", "redis", "sendgrid"}
