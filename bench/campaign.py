@@ -5,7 +5,7 @@
 Creates and migrates a scratch PostgreSQL database (BENCH_DATABASE_URL / TEST_DATABASE_URL,
 default postgresql://postgres@127.0.0.1:5432/postgres), COPYs in N active subscribers
 confirmed on `newsletter`, claims a Redis database of its own, starts the SendGrid sink
-(`python -m service.mail.sink --count-only`, port 18330) and 2 `python worker.py`
+(`python -m sendgrid_sink --count-only`, port 18330) and 2 `python worker.py`
 processes, then creates a newsletter and sends it through the real code path (the
 functions behind the API and the CLI: `drafts.create_draft` + `drafts.act("send")`; the
 workers run `start_campaign` — freezing the audience into the ledger — and every

@@ -218,7 +218,7 @@ def rss_mb(pid: int) -> float:
 
 def sink_command(port: int, *extra: str) -> list[str]:
     """The sink's CLI (`actionlist sendgrid-sink`), run as a module so no app is built."""
-    return [PYTHON, "-m", "service.mail.sink", "--port", str(port), *extra]
+    return [PYTHON, "-m", "sendgrid_sink", "--port", str(port), *extra]
 
 
 def worker_env(database_url: str, redis_url: str, sink_port: int, **extra: str) -> dict[str, str]:

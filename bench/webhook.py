@@ -15,7 +15,6 @@ the floor set by HTTP + gunicorn alone.
 from __future__ import annotations
 
 import argparse
-import base64
 import http.client
 import json
 import os
@@ -98,23 +97,20 @@ def main() -> int:
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
     from redis import Redis
     from rq import Queue
     from sqlalchemy import create_engine, text
 
     from bench.harness import scratch_database, wait_http
+    from sendgrid_sink.signing import new_private_key, public_key_b64, signature_headers
 
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
     prefix = f"bench-webhook-{os.getpid()}-"
     procs: list[subprocess.Popen[bytes]] = []
     with scratch_database("webhook") as url:
         try:
-            key = ec.generate_private_key(ec.SECP256R1())
-            public = base64.b64encode(key.public_key().public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo,
-            )).decode()
+            key = new_private_key()
+            public = public_key_b64(key)
             env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": secrets.token_hex(16),
                    "SENDGRID_WEBHOOK_PUBLIC_KEY": public, "REDIS_URL": redis_url,
                    "QUEUE_PREFIX": prefix, "PYTHONPATH": str(ROOT)}
@@ -136,12 +132,8 @@ def main() -> int:
                 out = []
                 for batch in batches:
                     body = json.dumps(batch).encode() + b"\r\n"
-                    ts = str(int(time.time()))
-                    sig = key.sign(ts.encode() + body, ec.ECDSA(hashes.SHA256()))
-                    out.append((body, {
-                        "Content-Type": "application/json",
-                        "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(sig).decode(),
-                        "X-Twilio-Email-Event-Webhook-Timestamp": ts}))
+                    out.append((body, {"Content-Type": "application/json",
+                                       **signature_headers(key, body)}))
                 return out
 
             bodies = signed()

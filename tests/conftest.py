@@ -25,7 +25,7 @@ from service import PROJECT_ROOT, create_app
 from service.db import Base
 
 if TYPE_CHECKING:
-    from service.mail.sink import SinkServer
+    from sendgrid_sink import SinkServer
 
 CI = os.environ.get("CI", "").lower() == "true"
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
@@ -95,7 +95,7 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def sink() -> Iterator[SinkServer]:
-    from service.mail.sink import SinkServer
+    from sendgrid_sink import SinkServer
 
     server = SinkServer()
     server.start()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask import Flask
 
-from ..mail.sink import sink_command  # until the sink is its own package
+from sendgrid_sink.cli import sink_command
+
 from .campaigns import campaigns
 from .imports import export_command, import_command
 from .staff import bootstrap, tokens, users

@@ -24,9 +24,9 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
+from sendgrid_sink import SinkServer
 from service import PROJECT_ROOT, db
 from service.auth import create_user
-from service.mail.sink import SinkServer
 from service.models import Role
 from service.webhooks.stats import campaign_stats
 from tests.browser import ARTIFACTS, chromium, needs_chromium

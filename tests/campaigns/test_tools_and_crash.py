@@ -17,9 +17,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
+from sendgrid_sink import SinkServer
 from service import PROJECT_ROOT, db
 from service.campaigns.recovery import recover
-from service.mail.sink import SinkServer
 from service.models import Subscriber, Subscription, SubscriptionStatus
 
 from .helpers import create, get, seed, to

@@ -19,7 +19,7 @@ from sendgrid import SendGridAPIClient
 from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid.helpers.mail import Mail
 
-from service.mail.sink import SinkServer, load_or_create_key_file
+from sendgrid_sink import SinkServer, load_or_create_key_file
 
 
 @pytest.fixture
@@ -439,7 +439,7 @@ def test_large_requests_post_events_in_batches_of_1000(collector):
 def test_cli_command_is_a_click_command():
     from click.testing import CliRunner
 
-    from service.mail.sink import sink_command
+    from sendgrid_sink.cli import sink_command
 
     assert sink_command.name == "sendgrid-sink"
     result = CliRunner().invoke(sink_command, ["--help"])
@@ -455,7 +455,7 @@ def test_cli_count_only_keeps_counters_and_no_records():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "service.mail.sink", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "sendgrid_sink", "--port", str(port),
                              "--count-only"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
@@ -481,7 +481,20 @@ def test_cli_count_only_keeps_counters_and_no_records():
 def test_cli_count_only_refuses_a_record_file(tmp_path):
     from click.testing import CliRunner
 
-    from service.mail.sink import sink_command
+    from sendgrid_sink.cli import sink_command
 
     result = CliRunner().invoke(sink_command, ["--count-only", "--record", str(tmp_path / "x")])
     assert result.exit_code != 0 and "--count-only" in result.output
+
+
+def test_the_sink_is_a_program_of_its_own():
+    """`sendgrid_sink` imports nothing of the application (nor Flask, SQLAlchemy, RQ)."""
+    import subprocess
+    import sys
+
+    code = "import json, sys, sendgrid_sink; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    loaded = {name.split(".")[0] for name in json.loads(out)}
+    assert "sendgrid_sink" in loaded
+    assert not loaded & {"service", "flask", "sqlalchemy", "rq", "redis", "sendgrid"}

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from sendgrid_sink import SinkServer
 from service.mail.base import (
     AuthMailError,
     OutgoingMail,
@@ -15,7 +16,6 @@ from service.mail.base import (
     TransientMailError,
 )
 from service.mail.sendgrid import SendGridTransport
-from service.mail.sink import SinkServer
 
 
 @pytest.fixture

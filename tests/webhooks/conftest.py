@@ -1,21 +1,22 @@
-"""Webhook fixtures: a key pair made in the test, a signer, an app that trusts the key."""
+"""Webhook fixtures: a key pair made in the test, a signer, an app that trusts the key.
+
+The signing itself is the sink's (`sendgrid_sink.signing`): the tests sign exactly as the
+sink does when it posts events back.
+"""
 
 from __future__ import annotations
 
-import base64
 import json
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from sendgrid_sink.signing import new_private_key, public_key_b64, signature_headers
 from service import db
 from service.models import (
     Campaign,
@@ -28,6 +29,9 @@ from service.models import (
     SubscriptionStatus,
 )
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
 URL = "/webhooks/sendgrid"
 
 
@@ -37,24 +41,16 @@ class Signer:
 
     @property
     def public_key_b64(self) -> str:
-        der = self.private_key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return base64.b64encode(der).decode()
+        return public_key_b64(self.private_key)
 
     def headers(self, body: bytes, timestamp: int | None = None) -> dict[str, str]:
-        ts = str(int(time.time()) if timestamp is None else timestamp)
-        signature = self.private_key.sign(ts.encode() + body, ec.ECDSA(hashes.SHA256()))
-        return {
-            "Content-Type": "application/json",
-            "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
-            "X-Twilio-Email-Event-Webhook-Timestamp": ts,
-        }
+        return {"Content-Type": "application/json",
+                **signature_headers(self.private_key, body, timestamp)}
 
 
 @pytest.fixture(scope="session")
 def signer() -> Signer:
-    return Signer(ec.generate_private_key(ec.SECP256R1()))
+    return Signer(new_private_key())
 
 
 @pytest.fixture

@@ -98,11 +98,11 @@ def test_an_unusable_key_is_503(make_app, signer):
 
 
 def test_another_key_is_refused(make_app, signer):
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from sendgrid_sink.signing import new_private_key
 
     from .conftest import Signer
 
-    stranger = Signer(ec.generate_private_key(ec.SECP256R1()))
+    stranger = Signer(new_private_key())
     app = make_app(sendgrid_webhook_public_key=signer.public_key_b64)
     body = b"[]"
     with app.test_client() as client:

@@ -65,7 +65,7 @@ def test_live_server_takes_signed_batches(make_app, signer, sent_campaign):
 
 @pytest.fixture
 def live_loop(make_app) -> Iterator[tuple]:
-    from service.mail.sink import SinkServer
+    from sendgrid_sink import SinkServer
 
     if not hasattr(SinkServer, "flush_events"):
         pytest.skip("this SinkServer cannot post webhook events yet")
