@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := service
 
-.PHONY: run test install install-test translations lint typecheck check clean
+.PHONY: run test test-pg install install-test translations lint typecheck check clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,12 @@ test: install-test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The same on PostgreSQL + Redis too, both required (the local servers unless the URLs are set).
+test-pg:
+	TEST_DATABASE_URL="$${TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/test}" \
+	TEST_REDIS_URL="$${TEST_REDIS_URL:-redis://127.0.0.1:6379/0}" \
+	CI=true $(MAKE) test
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache

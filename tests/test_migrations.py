@@ -1,4 +1,5 @@
-"""Every migration runs up and down on SQLite and PostgreSQL, and matches the models."""
+"""Every migration runs up and down on SQLite and PostgreSQL and matches the models; the files
+sort in the order the revisions run."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SAWarning
@@ -57,3 +59,11 @@ def test_upgrade_check_downgrade_upgrade(empty_database: str) -> None:
     command.upgrade(cfg, "head")
     assert set(Base.metadata.tables) <= set(inspect(engine).get_table_names())
     engine.dispose()
+
+
+def test_file_names_sort_in_chain_order() -> None:
+    """Listing migrations/versions gives the revisions in the order they run."""
+    scripts = ScriptDirectory.from_config(Config(str(PROJECT_ROOT / "alembic.ini")))
+    assert len(scripts.get_heads()) == 1
+    chain = [Path(script.path).name for script in reversed(list(scripts.walk_revisions()))]
+    assert chain == sorted(chain)
