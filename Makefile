@@ -28,11 +28,13 @@ run: install
 	ACTIONLIST_DEV=1 $(BIN)/flask bootstrap
 	ACTIONLIST_DEV=1 $(BIN)/flask run --host 127.0.0.1 --port 5000
 
-# The whole suite. TEST_DATABASE_URL / TEST_REDIS_URL add PostgreSQL / Redis runs;
+# Lint, types, the architecture's import contracts (.importlinter), then the whole suite.
+# TEST_DATABASE_URL / TEST_REDIS_URL add PostgreSQL / Redis runs;
 # CI=true makes them required.
 test: install-test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The same on PostgreSQL + Redis too, both required (the local servers unless the URLs are set).

@@ -7,12 +7,8 @@ each view, so a new route cannot forget it); views name the role they need with
 
 from __future__ import annotations
 
-from flask import Blueprint
-
-bp = Blueprint("admin", __name__, url_prefix="/admin")
-
 # Views register themselves on `bp` when imported.
-from . import (  # noqa: E402,F401
+from . import (  # noqa: F401
     access,
     campaigns,
     dashboard,
@@ -22,3 +18,6 @@ from . import (  # noqa: E402,F401
     staff,
     subscribers,
 )
+from .blueprint import bp
+
+__all__ = ["bp"]

@@ -27,7 +27,7 @@ from .. import db
 from ..auth import hash_password, verify_password
 from ..extensions import limiter, login_manager
 from ..models import AuditRecord, Role, User
-from . import bp
+from .blueprint import bp
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -28,8 +28,9 @@ from ..campaigns.render import LOCALES, ContentError
 from ..campaigns.sending import counts_by_campaign
 from ..models import Campaign, CampaignKind, CampaignStatus, ContentFormat, Role
 from ..webhooks.stats import FIGURES, campaign_stats
-from . import bp, queries
+from . import queries
 from .access import actor, staff_required
+from .blueprint import bp
 from .charts import bar_chart
 
 PAGE_SIZE = 50

@@ -9,8 +9,9 @@ from flask import render_template
 from .. import db
 from ..api.lists import list_counts
 from ..models import Role
-from . import bp, queries
+from . import queries
 from .access import staff_required
+from .blueprint import bp
 from .charts import bar_chart
 
 

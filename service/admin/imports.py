@@ -33,8 +33,8 @@ from ..imports.export import csv_blocks, export_rows
 from ..imports.progress import import_progress
 from ..imports.uploads import create_import, problems
 from ..models import Import, MailingList, Role, SubscriptionStatus
-from . import bp
 from .access import actor, audit, staff_required
+from .blueprint import bp
 
 PREVIEW_BYTES = 64 * 1024
 RECENT = 20

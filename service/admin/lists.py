@@ -13,8 +13,9 @@ from .. import db
 from ..api.lists import list_counts
 from ..models import MailingList, Role
 from ..subscriptions.signup import forget_public_lists
-from . import bp, queries
+from . import queries
 from .access import audit, staff_required
+from .blueprint import bp
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 TEXT_FIELDS = {"name_en": 200, "name_es": 200, "description_en": 4000, "description_es": 4000}

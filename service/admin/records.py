@@ -16,8 +16,9 @@ from flask import abort, current_app, render_template, request
 from .. import db
 from ..config import Settings
 from ..models import Role
-from . import bp, queries
+from . import queries
 from .access import staff_required
+from .blueprint import bp
 
 OUTBOX_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}\.eml$")
 OUTBOX_PAGE = 200

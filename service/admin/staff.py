@@ -11,8 +11,8 @@ from .. import db
 from ..auth import create_api_token, create_user
 from ..db import utcnow
 from ..models import ApiToken, Role, User
-from . import bp
 from .access import MIN_PASSWORD_LENGTH, audit, staff_required, staff_user
+from .blueprint import bp
 
 ROLES = [r.value for r in Role]
 

@@ -13,8 +13,9 @@ from ..extensions import client_ip
 from ..models import Role, Subscriber, Subscription, SubscriptionStatus
 from ..subscribers import Evidence, is_suppressed
 from ..subscriptions.gdpr import erase
-from . import bp, queries
+from . import queries
 from .access import actor, audit, staff_required
+from .blueprint import bp
 from .subscriber_changes import LOCALES, FormErrors, add_by_hand, read_profile, unsubscribe
 from .subscriber_changes import update_profile as apply_profile
 

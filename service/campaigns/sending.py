@@ -41,7 +41,7 @@ from ..mail.base import (
     TransientMailError,
     Transport,
 )
-from ..mail.compose import _safe_name
+from ..mail.compose import safe_name
 from ..models import (
     Batch,
     BatchStatus,
@@ -362,7 +362,7 @@ class Personalizer:
         }
         return Personalization(
             email=email,
-            name=_safe_name(f"{first_name} {last_name}"),
+            name=safe_name(f"{first_name} {last_name}"),
             substitutions=self.variant.substitutions(values),
             headers=one_click_headers(unsubscribe),
             custom_args={"campaign_id": self.campaign_id, "subscriber_id": str(subscriber_id)},

@@ -38,11 +38,11 @@ def transactional(
         from_email=from_email,
         from_name=from_name,
         reply_to=settings.mail_reply_to,
-        personalizations=[Personalization(email=to_email, name=_safe_name(to_name))],
+        personalizations=[Personalization(email=to_email, name=safe_name(to_name))],
         categories=[f"transactional-{template}"],
     )
 
 
-def _safe_name(name: str) -> str:
+def safe_name(name: str) -> str:
     # SendGrid refuses `;` and `,` in recipient names.
     return " ".join(name.replace(";", " ").replace(",", " ").split())
