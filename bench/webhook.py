@@ -1,6 +1,6 @@
 """Benchmark: signed Event Webhook batches into gunicorn on PostgreSQL.
 
-    /work/main/.venv/bin/python bench/webhook.py [--batches 20 --events 5000 --clients 2]
+    .venv/bin/python bench/webhook.py [--batches 20 --events 5000 --clients 2]
 
 Creates and migrates a fresh PostgreSQL database (server from BENCH_DATABASE_URL or
 TEST_DATABASE_URL, default postgresql://postgres@127.0.0.1:5432/postgres), starts

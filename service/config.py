@@ -52,7 +52,7 @@ class Settings:
     proxy_hops: int = 0
     debug: bool = False
     testing: bool = False
-    # Anti-abuse defaults (issue 2): per-IP limits and per-address confirmation throttles.
+    # Anti-abuse defaults: per-IP limits and per-address confirmation throttles.
     signup_rate_limit: str = "20/minute;200/hour"
     confirm_mail_min_interval_seconds: int = 600
     confirm_mail_max_per_day: int = 3
@@ -60,11 +60,11 @@ class Settings:
     consent_text_version: str = "2026-11-v1"
     # Queue names may be prefixed so several test runs can share one Redis.
     queue_prefix: str = ""
-    # Campaign sending (issue 4): a claimed batch whose claim is older than this lease is
+    # Campaign sending: a claimed batch whose claim is older than this lease is
     # presumed abandoned (worker killed) and requeued by the recovery pass.
     campaign_lease_seconds: int = 60
     campaign_batch_size: int = 1000
-    # Imports run as a job (issue 6): a running import whose heartbeat (one per chunk) is
+    # Imports run as a job: a running import whose heartbeat (one per chunk) is
     # older than this lease was abandoned by a killed worker and is queued again.
     import_lease_seconds: int = 120
     extra: dict[str, Any] = field(default_factory=dict)

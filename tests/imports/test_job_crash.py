@@ -1,4 +1,4 @@
-"""An import job whose worker dies midway (issue 6, the API / RQ path).
+"""An import job whose worker dies midway (the API / RQ path).
 
 A real `python worker.py` is SIGKILLed mid-file: the database holds whole chunks with
 their counts, nothing else. A surviving worker's recovery pass finds the import's
