@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from service import PROJECT_ROOT
-from tests.conftest import CI
+from tests.support import CI
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser

@@ -2,6 +2,8 @@
 
 `TEST_DATABASE_URL` (a PostgreSQL server URL; a fresh database is created per run) and
 `TEST_REDIS_URL` add the PostgreSQL + Redis backend. With `CI=true` both are required.
+Test modules import what they share with these fixtures from `tests.support`, and seed
+through `tests.factories`.
 """
 
 from __future__ import annotations
@@ -23,23 +25,18 @@ from sqlalchemy.engine import make_url
 
 from service import PROJECT_ROOT, create_app
 from service.db import Base
+from tests import factories
+from tests.support import CI, PG_URL, REDIS_URL, backends
 
 if TYPE_CHECKING:
     from sendgrid_sink import SinkServer
 
-CI = os.environ.get("CI", "").lower() == "true"
-PG_URL = os.environ.get("TEST_DATABASE_URL", "")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
 KEEP_TABLES = {"mailing_lists", "alembic_version"}
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     if CI and not (PG_URL and REDIS_URL):
         raise pytest.UsageError("CI=true needs TEST_DATABASE_URL and TEST_REDIS_URL")
-
-
-def backends() -> list[str]:
-    return ["sqlite", "postgres"] if (PG_URL and REDIS_URL) else ["sqlite"]
 
 
 def migrate(url: str) -> None:
@@ -241,14 +238,9 @@ def _promote_scheduled(tq: Any, due_within: float) -> int:
 
 @pytest.fixture
 def api_token(app: Flask) -> Callable[[str], dict[str, str]]:
-    from service import db
-    from service.auth import create_api_token
-    from service.models import Role
+    """api_token("campaigner") → the headers of a request with a new token of that role."""
 
     def headers(role: str = "admin") -> dict[str, str]:
-        session = db.session()
-        _row, secret = create_api_token(session, f"test-{role}", Role(role))
-        session.commit()
-        return {"Authorization": f"Bearer {secret}"}
+        return factories.bearer(factories.api_token(role))
 
     return headers

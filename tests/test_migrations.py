@@ -20,7 +20,7 @@ from sqlalchemy.exc import SAWarning
 from service import PROJECT_ROOT
 from service.db import Base
 
-from .conftest import PG_URL, backends
+from .support import PG_URL, backends
 
 
 @pytest.fixture(params=backends())

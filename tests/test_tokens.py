@@ -15,14 +15,9 @@ from service.tokens import (
     preferences_url,
     unsubscribe_url,
 )
-
-from .subscriptions.selfservice_helpers import (
-    ONE_CLICK,
-    confirmed_subscriber,
-    list_ids,
-    path_of,
-    statuses,
-)
+from tests.factories import list_ids, signed_up
+from tests.queries import statuses
+from tests.subscriptions.links import ONE_CLICK, path_of
 
 
 def _flip(token: str, index: int) -> str:
@@ -32,7 +27,7 @@ def _flip(token: str, index: int) -> str:
 
 @pytest.fixture
 def pat(client, run_jobs, sink):
-    return confirmed_subscriber(client, run_jobs, sink, "pat@example.org", ["newsletter"])
+    return signed_up(client, run_jobs, sink, "pat@example.org", ["newsletter"])
 
 
 @pytest.mark.parametrize("where", [0, 10, -3])
@@ -80,8 +75,8 @@ def test_list_unsubscribe_headers(app, pat):
 def test_old_key_works_while_in_fallbacks_and_not_after(make_app, sink):
     old = make_app(secret_key="key-2025")
     with old.app_context():
-        pat = confirmed_subscriber(old.test_client(), _runner(old), sink, "pat@example.org",
-                                   ["newsletter", "action-alerts"])
+        pat = signed_up(old.test_client(), _runner(old), sink, "pat@example.org",
+                        ["newsletter", "action-alerts"])
         news = path_of(unsubscribe_url(pat.id, list_ids("newsletter")))
         alerts = path_of(unsubscribe_url(pat.id, list_ids("action-alerts")))
         subscriber_id = pat.id

@@ -282,6 +282,21 @@ class Recipient(NamedTuple):
     confirmed: bool
 
 
+def skip_reason(r: Recipient, suppressed: bool) -> str | None:
+    """Why a queued recipient is no longer to be mailed (the delivery's `reason`), or None
+    to mail them: erased, then no longer active (bounced, complained), then suppressed,
+    then no longer confirmed on any of the campaign's lists (unsubscribed)."""
+    if r.subscriber_id is None or r.email is None:
+        return "erased"
+    if r.status != SubscriberStatus.active:
+        return str(r.status)
+    if suppressed:
+        return "suppressed"
+    if not r.confirmed:
+        return "unsubscribed"
+    return None
+
+
 def recheck(session: Session, list_ids: list[int], batch_id: int) -> list[Recipient]:
     """The batch's queued recipients still to mail; mark the others skipped (committed)."""
     # Still confirmed on one of the campaign's lists: a semi-join in the same query (a
@@ -308,18 +323,11 @@ def recheck(session: Session, list_ids: list[int], batch_id: int) -> list[Recipi
     skipped: dict[str, list[int]] = {}
     keep: list[Recipient] = []
     for r in rows:
-        if r.subscriber_id is None or r.email is None:
-            reason = "erased"
-        elif r.status != SubscriberStatus.active:
-            reason = str(r.status)
-        elif hashes[r.id] in suppressed:
-            reason = "suppressed"
-        elif not r.confirmed:
-            reason = "unsubscribed"
-        else:
+        reason = skip_reason(r, hashes.get(r.id) in suppressed)
+        if reason is None:
             keep.append(r)
-            continue
-        skipped.setdefault(reason, []).append(r.id)
+        else:
+            skipped.setdefault(reason, []).append(r.id)
     for reason, ids in skipped.items():
         _mark(session, batch_id, ids, DeliveryStatus.skipped, reason=reason)
     if skipped:

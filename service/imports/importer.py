@@ -362,9 +362,9 @@ def _merge(first: Row, later: Row) -> Row:
     )
 
 
-def import_chunk(session: Session, options: ImportOptions, settings: Settings,
-                 chunk: Sequence[Row | Problem]) -> ChunkResult:
-    """Write one chunk. The caller commits (and rolls back on error)."""
+def dedupe_chunk(chunk: Sequence[Row | Problem]) -> tuple[dict[str, Row], list[Problem], Counts]:
+    """One row per address key (later duplicates merged into the first and counted as
+    skipped), the file's problems apart (counted as refused or invalid)."""
     counts = Counts(rows=len(chunk))
     problems: list[Problem] = []
     rows: dict[str, Row] = {}
@@ -380,6 +380,26 @@ def import_chunk(session: Session, options: ImportOptions, settings: Settings,
         else:
             rows[item.key] = _merge(seen, item)
             counts.skipped += 1
+    return rows, problems, counts
+
+
+def subscription_step(status: SubscriptionStatus | None, confirmed: bool) -> str:
+    """What an import does to a known person's subscription to its list, given its status:
+    "add" it (none yet), "refuse" the row (they left the list: only they may come back),
+    "confirm" a pending one (in `confirmed` mode), or "keep" it as it is."""
+    if status is None:
+        return "add"
+    if status == SubscriptionStatus.unsubscribed:
+        return "refuse"
+    if status == SubscriptionStatus.pending and confirmed:
+        return "confirm"
+    return "keep"
+
+
+def import_chunk(session: Session, options: ImportOptions, settings: Settings,
+                 chunk: Sequence[Row | Problem]) -> ChunkResult:
+    """Write one chunk. The caller commits (and rolls back on error)."""
+    rows, problems, counts = dedupe_chunk(chunk)
     last_line = chunk[-1].line if chunk else 0
     if not rows:
         return ChunkResult(counts, problems, last_line)
@@ -418,12 +438,12 @@ def import_chunk(session: Session, options: ImportOptions, settings: Settings,
     to_confirm: list[int] = []
     unsubscribed: set[int] = set()
     for known in existing.values():
-        status = statuses.get(known.id)
-        if status is None:
+        step = subscription_step(statuses.get(known.id), options.confirmed)
+        if step == "add":
             to_add.append(known.id)
-        elif status == SubscriptionStatus.unsubscribed:
+        elif step == "refuse":
             unsubscribed.add(known.id)
-        elif status == SubscriptionStatus.pending and options.confirmed:
+        elif step == "confirm":
             to_confirm.append(known.id)
     added = _add_subscriptions(session, options.list_id, to_add, wanted, now)
     confirmed = _confirm_pending(session, options.list_id, to_confirm, now)
@@ -514,33 +534,44 @@ def _create_subscribers(session: Session, options: ImportOptions, new: list[Row]
     return {key: sid for sid, key in session.execute(statement, params)}, False
 
 
+def filled_details(known: Known, row: Row) -> dict[str, Any] | None:
+    """A known person's details once a row of a file is merged in, or None when it changes
+    nothing: blanks are filled from the row, a detail they have is never overwritten
+    (except that a postal code filled in brings its state along), attributes they lack
+    are added."""
+    first = known.first_name or row.first_name
+    last = known.last_name or row.last_name
+    postal, state = known.postal_code, known.state
+    if not postal and row.postal_code:
+        postal, state = row.postal_code, row.state or state
+    state = state or row.state
+    missing: dict[str, str] = {}
+    attributes: dict[str, Any] = {}
+    if row.attributes:
+        parsed = json.loads(known.attributes or "{}")
+        attributes = parsed if isinstance(parsed, dict) else {}
+        missing = {k: v for k, v in row.attributes.items() if k not in attributes}
+    if not missing and (first, last, postal, state) == (
+        known.first_name, known.last_name, known.postal_code, known.state
+    ):
+        return None
+    if not row.attributes:
+        parsed = json.loads(known.attributes or "{}")
+        attributes = parsed if isinstance(parsed, dict) else {}
+    return {"first_name": first, "last_name": last, "postal_code": postal, "state": state,
+            "attributes": {**attributes, **missing}}
+
+
 def _fill_blanks(session: Session, rows: dict[str, Row], existing: dict[str, Known],
                  now: Any) -> set[int]:
     """Known people: add details the database lacks, never overwrite one it has."""
     changes: list[dict[str, Any]] = []
     for key, known in existing.items():
-        row = rows[key]
-        first = known.first_name or row.first_name
-        last = known.last_name or row.last_name
-        postal, state = known.postal_code, known.state
-        if not postal and row.postal_code:
-            postal, state = row.postal_code, row.state or state
-        state = state or row.state
-        missing: dict[str, str] = {}
-        attributes: dict[str, Any] = {}
-        if row.attributes:
-            parsed = json.loads(known.attributes or "{}")
-            attributes = parsed if isinstance(parsed, dict) else {}
-            missing = {k: v for k, v in row.attributes.items() if k not in attributes}
-        if missing or (first, last, postal, state) != (
-            known.first_name, known.last_name, known.postal_code, known.state
-        ):
-            if not row.attributes:
-                parsed = json.loads(known.attributes or "{}")
-                attributes = parsed if isinstance(parsed, dict) else {}
-            changes.append({"b_id": known.id, "b_first": first, "b_last": last,
-                            "b_postal": postal, "b_state": state,
-                            "b_attributes": {**attributes, **missing}})
+        details = filled_details(known, rows[key])
+        if details is not None:
+            changes.append({"b_id": known.id, "b_first": details["first_name"],
+                            "b_last": details["last_name"], "b_postal": details["postal_code"],
+                            "b_state": details["state"], "b_attributes": details["attributes"]})
     if changes:
         changes.sort(key=lambda c: c["b_id"])  # lock order, as for inserts
         s = SUBSCRIBERS.c

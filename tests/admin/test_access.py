@@ -11,9 +11,10 @@ from sqlalchemy import select
 from werkzeug.routing import Rule
 
 from service import db
-from service.models import ApiToken, AuditRecord, User
+from service.models import ApiToken, AuditRecord, Role, User
+from tests.factories import PASSWORD, user
 
-from .conftest import PASSWORD, Staff, add_user, csrf_token, log_in
+from .signin import Staff, csrf_token, log_in
 
 # Views any signed-in staff member may POST to (their own session and password).
 SELF_SERVICE_POSTS = {"admin.logout", "admin.password"}
@@ -60,7 +61,7 @@ def test_login_page_has_contract_fields(client) -> None:  # type: ignore[no-unty
 
 
 def test_good_password_signs_in_and_bad_one_does_not(app: Flask) -> None:
-    add_user("ana@example.org", "admin")  # type: ignore[arg-type]
+    user("ana@example.org", Role.admin)
     client = app.test_client()
     token = csrf_token(client)
     bad = client.post("/admin/login", data={
@@ -80,7 +81,7 @@ def test_good_password_signs_in_and_bad_one_does_not(app: Flask) -> None:
 
 
 def test_next_never_leaves_the_admin(app: Flask) -> None:
-    add_user("ana@example.org", "viewer")  # type: ignore[arg-type]
+    user("ana@example.org", Role.viewer)
     client = app.test_client()
     token = csrf_token(client)
     for target in ("https://evil.example/admin", "//evil.example/admin", "/subscribe"):
@@ -90,7 +91,7 @@ def test_next_never_leaves_the_admin(app: Flask) -> None:
 
 
 def test_login_without_csrf_token_is_refused(app: Flask) -> None:
-    add_user("ana@example.org", "admin")  # type: ignore[arg-type]
+    user("ana@example.org", Role.admin)
     client = app.test_client()
     client.get("/admin/login")
     response = client.post("/admin/login", data={"email": "ana@example.org", "password": PASSWORD})
@@ -106,7 +107,7 @@ def test_signed_in_post_without_csrf_is_refused(staff: Callable[[str], Staff]) -
 
 
 def test_login_is_rate_limited(app: Flask) -> None:
-    add_user("ana@example.org", "admin")  # type: ignore[arg-type]
+    user("ana@example.org", Role.admin)
     client = app.test_client()
     token = csrf_token(client)
     codes = [

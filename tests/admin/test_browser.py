@@ -12,12 +12,11 @@ from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from service import db
-from service.auth import create_user
 from service.models import Role, Subscriber, SubscriptionStatus
 from tests.browser import ARTIFACTS, chromium, needs_chromium
+from tests.factories import subscriber, user
 
-from .conftest import PASSWORD, log_in_page
-from .factories import subscriber
+from .signin import log_in_page
 
 PORT = 18511
 
@@ -32,9 +31,7 @@ pytestmark = [
 def live_app(make_app: Callable[..., Flask], tmp_path: Path) -> Iterator[str]:
     app = make_app(public_url=f"http://127.0.0.1:{PORT}")
     with app.app_context():
-        session = db.session()
-        create_user(session, "admin@example.org", PASSWORD, Role.admin)
-        session.commit()
+        user("admin@example.org", Role.admin)
         subscriber("ana.garcia@example.org", first_name="Ana", last_name="García",
                    state="CA", locale="es", lists={"newsletter": SubscriptionStatus.confirmed})
         subscriber("mallory@example.org", first_name="<script>alert(1)</script>",

@@ -26,13 +26,12 @@ from werkzeug.serving import make_server
 
 from sendgrid_sink import SinkServer
 from service import PROJECT_ROOT, db
-from service.auth import create_user
 from service.models import Role
 from service.webhooks.stats import campaign_stats
 from tests.browser import ARTIFACTS, chromium, needs_chromium
-from tests.campaigns.helpers import seed
+from tests.factories import subscribers, user
 
-from .conftest import PASSWORD, log_in_page
+from .signin import log_in_page
 
 PORT = 18521
 AUDIENCE = 40
@@ -98,10 +97,8 @@ def live(make_app: Callable[..., Flask], tmp_path: Path) -> Iterator[Live]:
                    sendgrid_webhook_public_key=sink.public_key_b64)
     conf = app.extensions["settings"]
     with app.app_context():
-        session = db.session()
-        create_user(session, "campaigner@example.org", PASSWORD, Role.campaigner)
-        session.commit()
-        seed(AUDIENCE, locale_es_every=4)
+        user("campaigner@example.org", Role.campaigner)
+        subscribers(AUDIENCE, locale_es_every=4)
         db.database().scoped.remove()
     env = {**os.environ, "DATABASE_URL": conf.database_url, "REDIS_URL": conf.redis_url,
            "QUEUE_PREFIX": conf.queue_prefix, "SECRET_KEY": "test-secret-key",

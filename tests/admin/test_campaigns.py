@@ -13,10 +13,12 @@ from sqlalchemy import select, update
 from service import db
 from service.campaigns.lifecycle import transition
 from service.db import utcnow
-from service.models import AuditRecord, Batch, Campaign, CampaignEventStat, CampaignLinkStat
-from tests.campaigns.helpers import seed, to
+from service.models import AuditRecord, Batch, Campaign, CampaignKind
+from tests import factories
+from tests.campaigns.api_calls import to
+from tests.factories import event_stat, link_stat, subscribers
 
-from .conftest import Staff
+from .signin import Staff
 
 FORM: dict[str, Any] = {
     "name": "Rally", "kind": "alert", "subject": "Rally {{ first_name }}",
@@ -122,9 +124,9 @@ def test_live_preview_renders_each_language_with_the_real_renderer(
 
 
 def test_live_audience_count_follows_lists_and_segment(staff: Callable[[str], Staff]) -> None:
-    seed(6, state="CA", locale_es_every=3)  # person0..5, Spanish: 0 and 3
-    seed(4, prefix="ny", state="NY")
-    seed(3, prefix="alerts", list_slug="action-alerts", state="CA")
+    subscribers(6, state="CA", locale_es_every=3)  # person0..5, Spanish: 0 and 3
+    subscribers(4, prefix="ny", state="NY")
+    subscribers(3, prefix="alerts", list_slug="action-alerts", state="CA")
     editor = staff("editor")
 
     def count(**changes: Any) -> Any:
@@ -144,7 +146,7 @@ def test_live_audience_count_follows_lists_and_segment(staff: Callable[[str], St
 def test_test_send_then_send_now_with_progress_and_statistics(
     app: Flask, staff: Callable[[str], Staff], run_jobs: Callable[[], None], sink: Any,
 ) -> None:
-    seed(12, locale_es_every=4)
+    subscribers(12, locale_es_every=4)
     campaigner = staff("campaigner")
     campaign = create(campaigner)
     detail = campaigner.get(f"/admin/campaigns/{campaign.id}")
@@ -190,16 +192,10 @@ def test_test_send_then_send_now_with_progress_and_statistics(
 
     # Statistics come from the webhook aggregates.
     hour = datetime(2026, 11, 25, 10, tzinfo=UTC)
-    session = db.session()
-    session.add_all([
-        CampaignEventStat(campaign_id=campaign.id, hour=hour, event="delivered", count=12),
-        CampaignEventStat(campaign_id=campaign.id, hour=hour + timedelta(hours=3),
-                          event="delivered", count=1),
-        CampaignEventStat(campaign_id=campaign.id, hour=hour, event="open", count=7),
-        CampaignLinkStat(campaign_id=campaign.id, url_hash="a" * 64,
-                         url="https://act.example.org/rsvp?source=nov26", clicks=4),
-    ])
-    session.commit()
+    event_stat(campaign.id, hour, "delivered", 12, commit=False)
+    event_stat(campaign.id, hour + timedelta(hours=3), "delivered", 1, commit=False)
+    event_stat(campaign.id, hour, "open", 7, commit=False)
+    link_stat(campaign.id, "https://act.example.org/rsvp?source=nov26", 4)
     stats = campaigner.get(f"/admin/campaigns/{campaign.id}/stats")
     assert stats.status_code == 200
     assert 'id="fig-delivered">13<' in stats.text
@@ -215,7 +211,7 @@ def test_test_send_then_send_now_with_progress_and_statistics(
 def test_schedule_pause_resume_cancel_through_the_state_machine(
     staff: Callable[[str], Staff],
 ) -> None:
-    seed(3)
+    subscribers(3)
     campaigner = staff("campaigner")
     campaign = create(campaigner)
     path = f"/admin/campaigns/{campaign.id}"
@@ -255,7 +251,7 @@ def test_schedule_pause_resume_cancel_through_the_state_machine(
 def test_roles_hide_buttons_and_refuse_forged_posts(
     staff: Callable[[str], Staff], run_jobs: Callable[[], None], sink: Any,
 ) -> None:
-    seed(2)
+    subscribers(2)
     campaign = create(staff("editor"))
     path = f"/admin/campaigns/{campaign.id}"
     viewer = staff("viewer")
@@ -307,10 +303,10 @@ def test_mail_frame_is_sandboxed_and_hostile_names_are_text(
 
 
 def test_campaign_list_pages_by_keyset(staff: Callable[[str], Staff]) -> None:
-    session = db.session()
-    session.add_all([Campaign(name=f"c{i:02d}", kind="newsletter", subject="s", body="b")
-                     for i in range(52)])
-    session.commit()
+    for i in range(52):
+        factories.campaign(f"c{i:02d}", kind=CampaignKind.newsletter, subject="s", body="b",
+                           commit=False)
+    db.session().commit()
     viewer = staff("viewer")
     first = viewer.get("/admin/campaigns").text
     assert first.count('<span class="badge draft">') == 50

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from service import db
 from service.models import ConsentRecord, Import, Subscriber, Subscription
 
-from .conftest import Staff
+from .signin import Staff
 
 FILE = (
     b"Correo,Nombre,Mail,Notes,ZIP\r\n"

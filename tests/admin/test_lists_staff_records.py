@@ -14,9 +14,11 @@ from sqlalchemy import select
 from service import db
 from service.mail.base import OutgoingMail, Personalization
 from service.mail.outbox import OutboxTransport
-from service.models import ApiToken, MailingList, Suppression, SuppressionReason, User
+from service.models import ApiToken, MailingList, SuppressionReason, User
+from tests import factories
+from tests.factories import PASSWORD, suppression
 
-from .conftest import PASSWORD, Staff, csrf_token
+from .signin import Staff, csrf_token
 
 
 def test_admin_creates_and_edits_a_list(staff: Callable[[str], Staff], client: FlaskClient) -> None:
@@ -114,10 +116,9 @@ def test_api_token_shown_once_works_and_can_be_revoked(
 
 
 def test_suppressions_and_audit_log(staff: Callable[[str], Staff]) -> None:
-    db.session().add(Suppression(email_hash="a" * 64, email="bounced@example.org",
-                            reason=SuppressionReason.bounce, source="webhook"))
-    db.session().add(Suppression(email_hash="b" * 64, email="", reason=SuppressionReason.erased))
-    db.session().commit()
+    suppression("bounced@example.org", SuppressionReason.bounce, source="webhook",
+                digest="a" * 64)
+    suppression("", SuppressionReason.erased, keep_address=False, digest="b" * 64)
     page = staff("viewer").get("/admin/suppressions").text
     assert "bounced@example.org" in page and "(erased — hash only)" in page
     admin = staff("admin")
@@ -136,14 +137,12 @@ def _write_mail(directory: Path) -> str:
 
 
 def test_outbox_viewer(make_app: Callable[..., Flask], tmp_path: Path) -> None:
-    from service.auth import create_user
     from service.models import Role
 
     outbox = tmp_path / "mail"
     app = make_app(sendgrid_api_key="", outbox_dir=str(outbox))
     with app.app_context():
-        create_user(db.session(), "v@example.org", PASSWORD, Role.viewer)
-        db.session().commit()
+        factories.user("v@example.org", Role.viewer)
     name = _write_mail(outbox)
     client = app.test_client()
     token = csrf_token(client)

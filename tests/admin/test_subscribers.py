@@ -20,9 +20,10 @@ from service.models import (
     SuppressionReason,
 )
 from service.subscribers import email_hash
+from tests import factories
+from tests.factories import consent_record, mailing_list, subscriber, suppression
 
-from .conftest import Staff
-from .factories import mailing_list, subscriber
+from .signin import Staff
 
 C = SubscriptionStatus.confirmed
 P = SubscriptionStatus.pending
@@ -105,19 +106,15 @@ def test_keyset_pagination_covers_everyone_once(staff: Callable[[str], Staff]) -
 
 def test_detail_shows_profile_subscriptions_and_ledger(staff: Callable[[str], Staff]) -> None:
     row = subscriber("dee@example.org", first_name="Dee", lists={"newsletter": C})
-    db.session().add(ConsentRecord(subscriber_id=row.id, action="signup", ip="203.0.113.9",
-                              source="https://partner.example/form", actor="subscriber",
-                              list_id=mailing_list("newsletter").id))
-    db.session().commit()
+    consent_record(row, "signup", list_slug="newsletter", ip="203.0.113.9",
+                   source="https://partner.example/form", actor="subscriber")
     page = staff("viewer").get(f"/admin/subscribers/{row.id}").text
     assert "dee@example.org" in page and "Dee" in page
     assert "203.0.113.9" in page and "https://partner.example/form" in page
     assert "Nothing sent to this subscriber yet" in page
     assert "Erase permanently" not in page  # erasing is for admins only
     assert "suppression list</a>: it is never mailed" not in page
-    db.session().add(Suppression(email_hash=email_hash("dee@example.org"),
-                                 email="dee@example.org", reason=SuppressionReason.bounce))
-    db.session().commit()
+    suppression("dee@example.org", SuppressionReason.bounce)
     page = staff("viewer").get(f"/admin/subscribers/{row.id}").text
     assert "suppression list</a>: it is never mailed" in page
     assert staff("viewer").get("/admin/subscribers/999999").status_code == 404
@@ -190,9 +187,7 @@ def test_add_by_hand_confirms_with_consent_note(staff: Callable[[str], Staff]) -
 def test_add_by_hand_refuses_missing_note_and_suppressed_address(
     staff: Callable[[str], Staff]
 ) -> None:
-    db.session().add(Suppression(email_hash=email_hash("gone@example.org"),
-                            reason=SuppressionReason.erased))
-    db.session().commit()
+    suppression("gone@example.org", SuppressionReason.erased, keep_address=False)
     campaigner = staff("campaigner")
     newsletter = mailing_list("newsletter").id
     no_note = campaigner.post("/admin/subscribers/new", {
@@ -208,15 +203,14 @@ def test_add_by_hand_refuses_missing_note_and_suppressed_address(
 
 
 def test_dashboard_counts_chart_and_campaigns(staff: Callable[[str], Staff]) -> None:
-    from service.models import Campaign, CampaignKind, CampaignStatus
+    from service.models import CampaignKind, CampaignStatus
 
     now = utcnow()
     subscriber("d1@example.org", lists={"newsletter": C})
     subscriber("d2@example.org", lists={"newsletter": P}, created_at=now - timedelta(days=10))
     subscriber("d3@example.org", created_at=now - timedelta(days=200))
-    db.session().add(Campaign(name="Vote on SB 42", kind=CampaignKind.alert, subject="s", body="b",
-                         status=CampaignStatus.draft))
-    db.session().commit()
+    factories.campaign("Vote on SB 42", kind=CampaignKind.alert, subject="s", body="b",
+                       status=CampaignStatus.draft)
     page = staff("viewer").get("/admin/").text
     assert page.count('class="bar"') == 90
     assert f"{now.date().isoformat()}: 1" in page
@@ -228,8 +222,7 @@ def test_dashboard_counts_chart_and_campaigns(staff: Callable[[str], Staff]) -> 
 
 def test_admin_erases_on_request(staff: Callable[[str], Staff]) -> None:
     row = subscriber("erase.me@example.org", first_name="Gone", lists={"newsletter": C})
-    db.session().add(ConsentRecord(subscriber_id=row.id, action="signup"))
-    db.session().commit()
+    consent_record(row, "signup")
     assert staff("campaigner").post(f"/admin/subscribers/{row.id}/erase", {
         "confirm_email": "erase.me@example.org"}).status_code == 403
     admin = staff("admin")

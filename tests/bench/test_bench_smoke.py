@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from service import PROJECT_ROOT
-from tests.conftest import PG_URL, REDIS_URL
+from tests.support import PG_URL, REDIS_URL
 
 pytestmark = [
     pytest.mark.slow,

@@ -19,13 +19,13 @@ from service.models import (
     Subscriber,
     Subscription,
     SubscriptionStatus,
-    Suppression,
     SuppressionReason,
 )
-from service.subscribers import Evidence, email_hash
+from service.subscribers import Evidence
 from service.subscriptions.gdpr import erase
+from tests.factories import subscribers, suppression
 
-from .helpers import create, get, seed, to
+from .api_calls import create, get, to
 
 Headers = Callable[[str], dict[str, str]]
 
@@ -33,7 +33,7 @@ Headers = Callable[[str], dict[str, str]]
 def test_sink_faults_on_a_fifth_of_requests_lose_no_one(
     app: Flask, client: FlaskClient, api_token: Headers, run_jobs: Callable[..., None], sink,
 ) -> None:
-    seed(40)
+    subscribers(40)
     staff = api_token("campaigner")
     cid = create(client, staff)["id"]
     sink.set_faults(0.2, ["429", "500", "503", "reset"])
@@ -48,8 +48,8 @@ def test_sink_faults_on_a_fifth_of_requests_lose_no_one(
 def test_one_rejected_address_does_not_fail_the_others(
     app: Flask, client: FlaskClient, api_token: Headers, run_jobs: Callable[[], None], sink,
 ) -> None:
-    seed(4)
-    seed(1, prefix="broken")
+    subscribers(4)
+    subscribers(1, prefix="broken")
     from service.models import Subscriber
 
     db.session().execute(update(Subscriber).where(Subscriber.email == "broken0@example.com")
@@ -72,7 +72,7 @@ def test_pause_resume_and_an_unsubscribe_mid_send(
     app: Flask, client: FlaskClient, api_token: Headers, run_some: Callable[[int], None],
     run_jobs: Callable[[], None], sink,
 ) -> None:
-    ids = seed(20)  # 4 batches of 5
+    ids = subscribers(20)  # 4 batches of 5
     staff = api_token("campaigner")
     cid = create(client, staff)["id"]
     client.post(f"/api/v1/campaigns/{cid}/send", headers=staff)
@@ -89,8 +89,7 @@ def test_pause_resume_and_an_unsubscribe_mid_send(
     # counts stay exact) but no longer names them.
     erase(db.session(), db.session().get(Subscriber, ids[12]), Evidence(actor="subscriber"))
     # Person 19 (last batch) bounces elsewhere: their address is suppressed.
-    db.session().add(Suppression(email_hash=email_hash("person19@example.com"),
-                                 email="person19@example.com", reason=SuppressionReason.bounce))
+    suppression("person19@example.com", SuppressionReason.bounce, commit=False)
     db.session().commit()
     assert client.post(f"/api/v1/campaigns/{cid}/resume", headers=staff).status_code == 202
     run_jobs()
@@ -119,7 +118,7 @@ def test_a_batch_that_keeps_failing_pauses_its_campaign(
     from service.campaigns import sending
 
     monkeypatch.setattr(sending, "IN_JOB_BACKOFF", (0.01, 0.01))  # keep the test short
-    seed(3)
+    subscribers(3)
     staff = api_token("campaigner")
     cid = create(client, staff)["id"]
     sink.set_faults(1.0, ["503"])
@@ -141,7 +140,7 @@ def test_cancel_stops_the_remaining_batches(
     app: Flask, client: FlaskClient, api_token: Headers, run_some: Callable[[int], None],
     run_jobs: Callable[[], None], sink,
 ) -> None:
-    seed(15)
+    subscribers(15)
     staff = api_token("campaigner")
     cid = create(client, staff)["id"]
     client.post(f"/api/v1/campaigns/{cid}/send", headers=staff)
@@ -170,7 +169,7 @@ def test_roles_and_bad_input(app: Flask, client: FlaskClient, api_token: Headers
 def test_template_injection_is_inert(
     app: Flask, client: FlaskClient, api_token: Headers, run_jobs: Callable[[], None], sink,
 ) -> None:
-    seed(2)
+    subscribers(2)
     staff = api_token("campaigner")
     escape = "{{ ''.__class__.__mro__[1].__subclasses__() }}"
     refused = client.post("/api/v1/campaigns", headers=staff, json={
@@ -190,7 +189,7 @@ def test_template_injection_is_inert(
 def test_schedule_and_a_due_campaign_started_by_recovery(
     app: Flask, client: FlaskClient, api_token: Headers, run_jobs: Callable[[], None], sink,
 ) -> None:
-    seed(3)
+    subscribers(3)
     staff = api_token("campaigner")
     cid = create(client, staff)["id"]
     when = datetime.now(UTC) + timedelta(seconds=2)
@@ -216,8 +215,8 @@ def test_an_alert_goes_before_the_rest_of_a_newsletter(
     app: Flask, client: FlaskClient, api_token: Headers, run_some: Callable[[int], None],
     run_jobs: Callable[[], None], sink,
 ) -> None:
-    seed(30)
-    seed(3, list_slug="action-alerts", prefix="activist")
+    subscribers(30)
+    subscribers(3, list_slug="action-alerts", prefix="activist")
     staff = api_token("campaigner")
     newsletter = create(client, staff)["id"]
     client.post(f"/api/v1/campaigns/{newsletter}/send", headers=staff)
@@ -235,7 +234,7 @@ def test_an_alert_goes_before_the_rest_of_a_newsletter(
 def test_the_frozen_audience_size_is_recorded_and_an_empty_one_finishes_at_once(
     client: FlaskClient, api_token: Headers, run_jobs: Callable[[], None], sink,
 ) -> None:
-    seed(7)
+    subscribers(7)
     staff = api_token("campaigner")
     cid = create(client, staff)["id"]
     client.post(f"/api/v1/campaigns/{cid}/send", headers=staff)

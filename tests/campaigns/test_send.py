@@ -9,15 +9,16 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from service.tokens import Purpose, read_token
+from tests.factories import subscribers
 
-from .helpers import create, get, seed, to
+from .api_calls import create, get, to
 
 
 def test_every_recipient_gets_their_language_links_and_footer(
     app: Flask, client: FlaskClient, api_token: Callable[[str], dict[str, str]],
     run_jobs: Callable[[], None], sink,
 ) -> None:
-    ids = seed(25, locale_es_every=5)
+    ids = subscribers(25, locale_es_every=5)
     staff = api_token("campaigner")
     campaign = create(client, staff, variants={"es": {"subject": "Hola {{ first_name }}",
                                                        "body": "Hola {{ first_name }}."}},

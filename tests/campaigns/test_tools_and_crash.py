@@ -21,8 +21,9 @@ from sendgrid_sink import SinkServer
 from service import PROJECT_ROOT, db
 from service.campaigns.recovery import recover
 from service.models import Subscriber, Subscription, SubscriptionStatus
+from tests.factories import subscribers
 
-from .helpers import create, get, seed, to
+from .api_calls import create, get, to
 
 Headers = Callable[[str], dict[str, str]]
 
@@ -31,7 +32,7 @@ def test_test_send_uses_the_real_renderer_and_leaves_counts_alone(
     app: Flask, client: FlaskClient, api_token: Headers, run_jobs: Callable[..., None],
     sink: SinkServer,
 ) -> None:
-    seed(3, locale_es_every=1)  # person0..2, all Spanish
+    subscribers(3, locale_es_every=1)  # person0..2, all Spanish
     staff = api_token("campaigner")
     cid = create(client, staff, variants={"es": {"subject": "Hola {{ first_name }}",
                                                  "body": "Hola {{ first_name }}"}})["id"]
@@ -57,10 +58,10 @@ def test_test_send_uses_the_real_renderer_and_leaves_counts_alone(
 def test_audience_count_follows_lists_segment_and_suppression(
     app: Flask, client: FlaskClient, api_token: Headers,
 ) -> None:
-    seed(6, state="CA")
-    seed(4, prefix="ny", state="NY")
-    seed(2, prefix="pending", status=SubscriptionStatus.pending)
-    seed(3, list_slug="action-alerts")  # person0..2 on both lists: counted once
+    subscribers(6, state="CA")
+    subscribers(4, prefix="ny", state="NY")
+    subscribers(2, prefix="pending", status=SubscriptionStatus.pending)
+    subscribers(3, list_slug="action-alerts")  # person0..2 on both lists: counted once
     staff = api_token("viewer")
     editor = api_token("editor")
     both = create(client, editor, lists=["newsletter", "action-alerts"])["id"]
@@ -82,7 +83,7 @@ def test_cli_send_and_illegal_transition(
     app: Flask, client: FlaskClient, api_token: Headers, run_jobs: Callable[..., None],
     sink: SinkServer,
 ) -> None:
-    seed(7)
+    subscribers(7)
     cid = create(client, api_token("campaigner"))["id"]
     runner = app.test_cli_runner()
     result = runner.invoke(args=["campaigns", "send", str(cid)])
@@ -110,7 +111,7 @@ def test_a_refused_api_key_pauses_the_campaign_with_the_reason(
     app = make_app(campaign_batch_size=5, sendgrid_api_host=strict_sink.url,
                    sendgrid_api_key="SG.wrong")
     with app.app_context():
-        seed(10)
+        subscribers(10)
         client = app.test_client()
         staff = api_token("campaigner")
         cid = create(client, staff)["id"]
@@ -153,7 +154,7 @@ def test_a_worker_killed_mid_send_loses_no_one(
            "SENDGRID_API_KEY": "SG.test", "SENDGRID_API_HOST": sink.url,
            "PUBLIC_URL": "http://localhost", "ORG_POSTAL_ADDRESS": "1 Main St",
            "CAMPAIGN_BATCH_SIZE": "5", "CAMPAIGN_LEASE_SECONDS": "2"}
-    seed(80)  # 16 batches of 5
+    subscribers(80)  # 16 batches of 5
     staff = api_token("campaigner")
     cid = create(client, staff)["id"]
     sink.set_faults(1.0, ["slow"], slow_seconds=0.1)  # every request takes 0.1 s
@@ -200,7 +201,7 @@ def test_embedded_mode_finishes_a_batch_a_restart_interrupted(
 
     if app.extensions["queue"].local is None:
         pytest.skip("the embedded mode (in-process jobs)")
-    seed(10)  # two batches of 5
+    subscribers(10)  # two batches of 5
     staff = api_token("campaigner")
     cid = create(client, staff)["id"]
     client.post(f"/api/v1/campaigns/{cid}/send", headers=staff)

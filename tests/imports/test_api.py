@@ -18,8 +18,9 @@ from service.models import (
     Subscription,
     SubscriptionStatus,
 )
+from tests.queries import count
 
-from .helpers import HEADER, count, people
+from .csv_files import HEADER, people
 
 NOTE = "Coalition partner's list, double opt-in there"
 

@@ -13,8 +13,11 @@ from service.models import (
     Subscription,
     SubscriptionStatus,
 )
+from tests.factories import list_id
+from tests.queries import count, snapshot
+from tests.support import run_cli
 
-from .helpers import count, list_id, people, run_cli, snapshot, write_csv
+from .csv_files import people, write_csv
 
 NOTE = "Petition signers 2025 who ticked 'keep me informed'"
 

@@ -9,8 +9,9 @@ from sqlalchemy import select, update
 
 from service import db
 from service.models import Subscriber, Subscription, SubscriptionStatus
+from tests.support import run_cli
 
-from .helpers import people, run_cli, write_csv
+from .csv_files import people, write_csv
 
 NOTE = "Members' list, consent at membership"
 HEADER = ["email", "first_name", "last_name", "postal_code", "state", "language", "status",

@@ -17,8 +17,11 @@ from service import db
 from service.imports.csvfile import Problem, Row, rows
 from service.imports.importer import ImportOptions, run_import
 from service.models import ConsentRecord, Subscriber, Subscription
+from tests.factories import list_id
+from tests.queries import count
+from tests.support import run_cli
 
-from .helpers import count, list_id, people, run_cli, write_csv
+from .csv_files import people, write_csv
 
 NOTE = "Volunteers' sign-up sheets"
 BIN = Path(sys.executable).parent

@@ -45,8 +45,10 @@ from service.models import (
     Subscription,
 )
 from service.queue import JobRequest
+from tests.factories import import_record
+from tests.queries import count
 
-from .helpers import HEADER, count, list_id, people
+from .csv_files import HEADER, people
 
 Headers = Callable[[str], dict[str, str]]
 NOTE = "Petition signers, consent to updates ticked"
@@ -272,14 +274,10 @@ def test_recovery_requeues_only_abandoned_imports(
     session = db.session()
     now = utcnow()
     old, recent = now - timedelta(minutes=10), now - timedelta(seconds=5)  # lease: 120 s
-    newsletter = list_id("newsletter")
 
     def make(status: ImportStatus, beat: Any, created: Any = None, attempts: int = 1) -> int:
-        row = Import(list_id=newsletter, filename="x.csv", status=status, heartbeat_at=beat,
-                     attempts=attempts, created_at=created or now)
-        session.add(row)
-        session.flush()
-        return row.id
+        return import_record(status, heartbeat_at=beat, created_at=created or now,
+                             attempts=attempts, commit=False).id
 
     abandoned = make(ImportStatus.running, old, old)
     never_beat = make(ImportStatus.running, None, old)

@@ -16,33 +16,30 @@ from service.models import (
     Subscriber,
     Subscription,
     SubscriptionStatus,
-    Suppression,
     SuppressionReason,
 )
-from service.subscribers import Evidence, email_hash
+from service.subscribers import Evidence
 from service.subscriptions.gdpr import erase
+from tests.factories import subscriber, subscription, suppression
+from tests.queries import count, snapshot
+from tests.support import run_cli
 
-from .helpers import count, list_id, run_cli, snapshot, write_csv
+from .csv_files import write_csv
 
 NOTE = "Signed the paper form at the 2025 rally"
 
 
 def _known(email: str, status: SubscriptionStatus, slug: str = "newsletter") -> Subscriber:
-    session = db.session()
-    row = Subscriber(email=email, email_key=email.lower(), attributes={"Chapter": "North"})
-    session.add(row)
-    session.flush()
-    session.add(Subscription(subscriber_id=row.id, list_id=list_id(slug), status=status,
-                             unsubscribed_at=utcnow()
-                             if status == SubscriptionStatus.unsubscribed else None))
-    session.commit()
+    """Someone already on `slug`, with an attribute no import may lose."""
+    row = subscriber(email, attributes={"Chapter": "North"}, commit=False)
+    subscription(row, slug, status, unsubscribed_at=utcnow()
+                 if status == SubscriptionStatus.unsubscribed else None)
     return row
 
 
 def test_suppressed_erased_and_unsubscribed_are_refused(app, tmp_path):
     session = db.session()
-    session.add(Suppression(email_hash=email_hash("bounced@example.org"),
-                            email="bounced@example.org", reason=SuppressionReason.bounce))
+    suppression("bounced@example.org", SuppressionReason.bounce, commit=False)
     gone = _known("Gone@Example.org", SubscriptionStatus.confirmed)
     erase(session, gone, Evidence(endpoint="preferences"))
     session.commit()

@@ -11,10 +11,8 @@ from sqlalchemy import func, select
 from service import db
 from service.models import (
     AuditRecord,
-    Campaign,
     CampaignKind,
     ConsentRecord,
-    Delivery,
     DeliveryStatus,
     Subscriber,
     Subscription,
@@ -23,14 +21,16 @@ from service.models import (
 )
 from service.subscribers import email_hash, is_erased_or_suppressed, is_suppressed
 from service.tokens import export_url, preferences_url, unsubscribe_url
+from tests import factories
+from tests.factories import signed_up, suppression
 
-from .selfservice_helpers import confirmed_subscriber, path_of
+from .links import path_of
 
 
 @pytest.fixture
 def ana(client, run_jobs, sink):
-    return confirmed_subscriber(client, run_jobs, sink, "Ana@Example.org", ["action-alerts"],
-                                "es", first_name="Ana", postal_code="94110")
+    return signed_up(client, run_jobs, sink, "Ana@Example.org", ["action-alerts"],
+                     "es", first_name="Ana", postal_code="94110")
 
 
 def count(model) -> int:
@@ -38,14 +38,9 @@ def count(model) -> int:
 
 
 def test_export_download(app, client, ana):
-    session = db.session()
-    campaign = Campaign(name="Spring alert", kind=CampaignKind.alert, subject="Call now",
-                        body="Call")
-    session.add(campaign)
-    session.flush()
-    session.add(Delivery(campaign_id=campaign.id, subscriber_id=ana.id,
-                         status=DeliveryStatus.sent, event_status="delivered"))
-    session.commit()
+    campaign = factories.campaign("Spring alert", kind=CampaignKind.alert, subject="Call now",
+                                  body="Call", commit=False)
+    factories.delivery(campaign.id, ana.id, DeliveryStatus.sent, event_status="delivered")
 
     page = client.get(path_of(preferences_url(ana.id))).get_data(as_text=True)
     link = re.search(r'href="(/export/[^"]+)"', page)
@@ -104,7 +99,7 @@ def test_erase_then_fresh_signup_is_new_consent(app, client, run_jobs, sink, ana
     assert is_suppressed(session, "ana@example.org")
     assert not is_suppressed(session, "ana@example.org", include_erased=False)
 
-    again = confirmed_subscriber(client, run_jobs, sink, "ana@example.org", ["newsletter"])
+    again = signed_up(client, run_jobs, sink, "ana@example.org", ["newsletter"])
     assert count(Subscriber) == 1
     assert [c.action for c in again.consent_records] == ["signup", "confirm"]
     assert count(Suppression) == 0  # confirmed new consent removes the erased marker
@@ -120,10 +115,7 @@ def test_erased_marker_stays_until_confirmation(app, client, run_jobs, sink, ana
 
 
 def test_bounce_suppression_still_blocks_signup(app, client, run_jobs, sink):
-    session = db.session()
-    session.add(Suppression(email_hash=email_hash("gone@example.org"), email="gone@example.org",
-                            reason=SuppressionReason.bounce))
-    session.commit()
+    suppression("gone@example.org", SuppressionReason.bounce)
     assert client.post("/subscribe", data={"email": "gone@example.org",
                                            "lists": "newsletter"}).status_code == 303
     run_jobs()
@@ -131,10 +123,8 @@ def test_bounce_suppression_still_blocks_signup(app, client, run_jobs, sink):
 
 
 def test_erasing_a_bounced_address_keeps_the_bounce(app, client, ana):
+    suppression(ana.email, SuppressionReason.bounce)
     session = db.session()
-    session.add(Suppression(email_hash=email_hash(ana.email), email=ana.email,
-                            reason=SuppressionReason.bounce))
-    session.commit()
     client.post(path_of(preferences_url(ana.id)), data={"action": "erase", "confirm_erase": "yes"})
     session.expire_all()
     [row] = session.scalars(select(Suppression)).all()
@@ -149,7 +139,7 @@ def test_links_of_an_erased_person_never_reach_a_later_one(app, client, run_jobs
     import time
 
     time.sleep(1.05)  # token timestamps have whole-second precision
-    bo = confirmed_subscriber(client, run_jobs, sink, "bo@example.org", ["newsletter"])
+    bo = signed_up(client, run_jobs, sink, "bo@example.org", ["newsletter"])
     for link in old_links:
         assert client.get(link).status_code == 404
     assert client.post(old_unsub).status_code == 404

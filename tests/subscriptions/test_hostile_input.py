@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 
 from service import db
 from service.models import ConsentRecord, Subscriber
+from tests.factories import new_list
 
 
 def nothing_stored() -> bool:
@@ -44,11 +45,7 @@ def test_json_validation(client, body, field):
 
 
 def test_private_list_is_refused(client):
-    from service.models import MailingList
-
-    session = db.session()
-    session.add(MailingList(slug="staff-only", name_en="Staff", public=False))
-    session.commit()
+    new_list("staff-only", "Staff", public=False)
     response = client.post("/api/v1/subscriptions", json={"email": "a@example.org", "lists": ["staff-only"]})
     assert response.status_code == 422 and "lists" in response.json["errors"]
 
@@ -139,9 +136,8 @@ def test_a_list_made_private_is_refused_after_the_list_cache_expires(app, client
         return client.post("/api/v1/subscriptions",
                            json={"email": "a@example.org", "lists": [slug]}).status_code
 
+    new_list("spring-drive", "Spring", public=True)
     session = db.session()
-    session.add(MailingList(slug="spring-drive", name_en="Spring", public=True))
-    session.commit()
     assert post("spring-drive") == 202  # new: looked up at once
     session.execute(update(MailingList).where(MailingList.slug == "spring-drive")
                     .values(public=False))

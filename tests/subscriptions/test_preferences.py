@@ -16,14 +16,16 @@ from service.db import utcnow
 from service.models import ConfirmationMail, Subscriber
 from service.tokens import preferences_url
 from tests.browser import ARTIFACTS, CHROMIUM, chromium, needs_chromium
+from tests.factories import signed_up
+from tests.queries import actions, statuses
 
-from .selfservice_helpers import actions, confirmed_subscriber, path_of, statuses
+from .links import path_of
 
 
 @pytest.fixture
 def ana(client, run_jobs, sink):
-    return confirmed_subscriber(client, run_jobs, sink, "ana@example.org", ["action-alerts"],
-                                "es", first_name="Ana", postal_code="94110")
+    return signed_up(client, run_jobs, sink, "ana@example.org", ["action-alerts"],
+                     "es", first_name="Ana", postal_code="94110")
 
 
 def test_spanish_page_and_get_changes_nothing(app, client, ana):
@@ -108,8 +110,8 @@ def test_spanish_preference_page_in_chromium(make_app, backend, sink):
 
         client = app.test_client()
         run = task_queue().local.drain  # type: ignore[union-attr]
-        ana = confirmed_subscriber(client, run, sink, "ana@example.org", ["action-alerts"],
-                                   "es", first_name="Ana", postal_code="94110")
+        ana = signed_up(client, run, sink, "ana@example.org", ["action-alerts"],
+                        "es", first_name="Ana", postal_code="94110")
         url = path_of(preferences_url(ana.id))
         ana_id = ana.id
 

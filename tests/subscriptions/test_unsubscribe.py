@@ -12,21 +12,16 @@ from service.db import utcnow
 from service.mail.base import OutgoingMail, Personalization
 from service.models import ConsentRecord, Subscription
 from service.tokens import list_unsubscribe_headers, unsubscribe_url
+from tests.factories import list_ids, signed_up
+from tests.queries import actions, statuses
 
-from .selfservice_helpers import (
-    ONE_CLICK,
-    actions,
-    confirmed_subscriber,
-    list_ids,
-    path_of,
-    statuses,
-)
+from .links import ONE_CLICK, path_of
 
 
 @pytest.fixture
 def both(client, run_jobs, sink):
-    return confirmed_subscriber(client, run_jobs, sink, "pat@example.org",
-                                ["action-alerts", "newsletter"])
+    return signed_up(client, run_jobs, sink, "pat@example.org",
+                     ["action-alerts", "newsletter"])
 
 
 def test_get_names_the_lists_and_changes_nothing(app, client, both):
@@ -115,7 +110,7 @@ def test_undo_after_window_changes_nothing(app, client, both):
 
 
 def test_spanish_page_for_a_spanish_subscriber(app, client, run_jobs, sink):
-    ana = confirmed_subscriber(client, run_jobs, sink, "ana@example.org", ["action-alerts"], "es")
+    ana = signed_up(client, run_jobs, sink, "ana@example.org", ["action-alerts"], "es")
     url = path_of(unsubscribe_url(ana.id, list_ids("action-alerts")))
     html = client.get(url).get_data(as_text=True)
     assert "Dejarás de recibir" in html and "Alertas de acción" in html

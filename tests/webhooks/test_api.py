@@ -10,7 +10,7 @@ from service import db
 from service.models import AuditRecord, Subscriber, SubscriberStatus, Suppression
 from service.subscribers import is_suppressed
 
-from .conftest import event
+from .events import event
 
 
 def test_suppressions_are_admin_only(client, api_token):

@@ -22,7 +22,7 @@ from service.models import (
 from service.subscribers import is_suppressed
 from service.webhooks.stats import campaign_stats
 
-from .conftest import event
+from .events import event
 
 
 def fresh(model, ident):
@@ -154,7 +154,7 @@ def test_soft_bounces_suppress_after_the_configured_number(
     make_app, signer, sent_campaign, run_jobs, app
 ):
     sent = sent_campaign(2)
-    from .conftest import URL, json_body
+    from .events import URL, json_body
 
     client = app.test_client()
     now = int(time.time())

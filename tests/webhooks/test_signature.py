@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from service import db
 from service.models import WebhookEvent
 
-from .conftest import URL, event
+from .events import URL, event
 
 
 def stored() -> int:
@@ -100,7 +100,7 @@ def test_an_unusable_key_is_503(make_app, signer):
 def test_another_key_is_refused(make_app, signer):
     from sendgrid_sink.signing import new_private_key
 
-    from .conftest import Signer
+    from .events import Signer
 
     stranger = Signer(new_private_key())
     app = make_app(sendgrid_webhook_public_key=signer.public_key_b64)

@@ -39,7 +39,7 @@ def serving(app: Flask) -> Iterator[None]:
 
 def test_live_server_takes_signed_batches(make_app, signer, sent_campaign):
     """The exact bytes on the wire are what is verified (CRLF at the end included)."""
-    from .conftest import event, json_body
+    from .events import event, json_body
 
     app = make_app(sendgrid_webhook_public_key=signer.public_key_b64)
     with app.app_context(), serving(app):
@@ -132,17 +132,14 @@ def wait_for_events(name: str, n: int) -> None:
 def test_complaints_from_a_campaign_leave_the_next_audience(live_loop):
     """Campaign engine → sink → spam reports posted back → suppressed, absent from the
     next campaign's audience, and a new signup by the same address changes nothing."""
-    from service.auth import create_api_token
     from service.models import Role
-    from tests.campaigns.helpers import create, seed
+    from tests.campaigns.api_calls import create
+    from tests.factories import api_token, bearer, subscribers
 
     app, sink = live_loop
     sink.event_shares.update(spamreport=1.0)
-    ids = seed(2)
-    session = db.session()
-    _token, secret = create_api_token(session, "loop", Role.admin)
-    session.commit()
-    headers = {"Authorization": f"Bearer {secret}"}
+    ids = subscribers(2)
+    headers = bearer(api_token(Role.admin, "loop"))
     client = app.test_client()
     first = create(client, headers)
     assert client.post(f"/api/v1/campaigns/{first['id']}/send", headers=headers,
@@ -164,7 +161,7 @@ def test_complaints_from_a_campaign_leave_the_next_audience(live_loop):
     second = create(client, headers, name="Next one")
     audience = client.get(f"/api/v1/campaigns/{second['id']}/audience", headers=headers)
     assert audience.json == {"count": 0}
-    seed(1, prefix="newcomer")
+    subscribers(1, prefix="newcomer")
     audience = client.get(f"/api/v1/campaigns/{second['id']}/audience", headers=headers)
     assert audience.json == {"count": 1}
 

@@ -10,7 +10,7 @@ from service import db
 from service.models import Delivery, WebhookEvent
 from service.webhooks.stats import campaign_stats
 
-from .conftest import event, json_body
+from .events import event, json_body
 
 
 def test_ten_thousand_events_in_one_post(client, signer, sent_campaign, run_jobs):
