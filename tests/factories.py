@@ -46,7 +46,7 @@ from service.models import (
 from service.subscribers import email_hash
 
 if TYPE_CHECKING:
-    from service.mail.sink import SinkServer
+    from sendgrid_sink import SinkServer
 
 # The password of every staff user made here.
 PASSWORD = "correct horse battery staple"
