@@ -24,8 +24,9 @@ from ..campaigns import drafts
 from ..campaigns.audience import audience_count, count_audience
 from ..campaigns.drafts import CampaignIn, CampaignPatch, SegmentIn, SendIn, TestIn
 from ..campaigns.progress import campaign_progress
-from ..campaigns.render import LOCALES, ContentError
+from ..campaigns.render import ContentError
 from ..campaigns.sending import counts_by_campaign
+from ..i18n import LOCALES
 from ..models import Campaign, CampaignKind, CampaignStatus, ContentFormat, Role
 from ..webhooks.stats import FIGURES, campaign_stats
 from . import bp, queries

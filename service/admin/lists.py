@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from .. import db
 from ..api.lists import list_counts
+from ..i18n import LOCALES
 from ..models import MailingList, Role
 from ..subscriptions.signup import forget_public_lists
 from . import bp, queries
@@ -116,7 +117,7 @@ def list_embed() -> Any:
     if not wanted and every:
         wanted = [every[0].slug]
     lang = request.args.get("lang", "en")
-    lang = lang if lang in ("en", "es") else "en"
+    lang = lang if lang in LOCALES else "en"
     settings = current_app.extensions["settings"]
     query = urlencode({"lists": ",".join(wanted), "lang": lang})
     return render_template(

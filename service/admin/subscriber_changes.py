@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from ..db import utcnow
+from ..i18n import LOCALES
 from ..models import MailingList, Subscriber, Subscription, SubscriptionStatus
 from ..postal import normalise_postal_code, state_for
 from ..subscribers import (
@@ -20,7 +21,6 @@ from ..subscribers import (
     record_consent,
 )
 
-LOCALES = ("en", "es")
 NAME_MAX = 100
 POSTAL_MAX = 10
 NOTE_MAX = 2000

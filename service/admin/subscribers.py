@@ -10,12 +10,13 @@ from sqlalchemy.orm import selectinload
 
 from .. import db
 from ..extensions import client_ip
+from ..i18n import LOCALES
 from ..models import Role, Subscriber, Subscription, SubscriptionStatus
 from ..subscribers import Evidence, is_suppressed
 from ..subscriptions.gdpr import erase
 from . import bp, queries
 from .access import actor, audit, staff_required
-from .subscriber_changes import LOCALES, FormErrors, add_by_hand, read_profile, unsubscribe
+from .subscriber_changes import FormErrors, add_by_hand, read_profile, unsubscribe
 from .subscriber_changes import update_profile as apply_profile
 
 

@@ -21,6 +21,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..i18n import LOCALES
 from ..models import Campaign, CampaignKind, CampaignStatus, ContentFormat, MailingList
 from ..queue import enqueue_after_commit
 from .lifecycle import IllegalTransition, audit, require_transition
@@ -42,7 +43,7 @@ class SegmentIn(Schema):
                          load_default=list)
     postal_prefixes = fields.List(fields.String(validate=validate.Length(min=1, max=10)),
                                   load_default=list)
-    locales = fields.List(fields.String(validate=validate.OneOf(["en", "es"])), load_default=list)
+    locales = fields.List(fields.String(validate=validate.OneOf(LOCALES)), load_default=list)
 
 
 class VariantIn(Schema):

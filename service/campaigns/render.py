@@ -29,6 +29,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from ..config import Settings
+from ..i18n import LOCALES
 from ..mail.compose import inline_css
 from ..models import Campaign, ContentFormat
 
@@ -37,7 +38,6 @@ PERSON_VARIABLES = ("first_name", "last_name", "email", "state", "postal_code")
 # Links only the layout uses; every recipient has their own.
 LINK_VARIABLES = ("unsubscribe_url", "preferences_url")
 ALL_VARIABLES = PERSON_VARIABLES + LINK_VARIABLES
-LOCALES = ("en", "es")
 
 _env = SandboxedEnvironment(autoescape=False)
 _markdown = MarkdownIt("commonmark", {"html": True}).enable("table")

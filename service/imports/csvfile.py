@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import IO, TYPE_CHECKING, BinaryIO
 
+from ..i18n import LOCALES
 from ..postal import normalise_postal_code, state_for
 from ..subscribers import InvalidEmail, email_key
 from .addresses import fast_normalise_email
@@ -263,7 +264,7 @@ def _language(value: str) -> str:
     code = header_key(value).replace("_", "-")
     found = LANGUAGES.get(code) or LANGUAGES.get(code.split("-")[0])
     if found is None:
-        raise _Bad(f"language {value.strip()[:20]!r} is not one of en, es")
+        raise _Bad(f"language {value.strip()[:20]!r} is not one of {', '.join(LOCALES)}")
     return found
 
 

@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from ..extensions import csrf, limiter
+from ..i18n import LOCALES
 from . import signup as logic
 from .views import SIGNUP_BODY_LIMIT, run_signup, signup_limit
 
@@ -30,7 +31,7 @@ class SubscriptionIn(Schema):
     first_name = fields.String(load_default="", validate=validate.Length(max=100))
     last_name = fields.String(load_default="", validate=validate.Length(max=100))
     postal_code = fields.String(load_default="", validate=validate.Length(max=10))
-    lang = fields.String(load_default="en", validate=validate.OneOf(["en", "es"]))
+    lang = fields.String(load_default="en", validate=validate.OneOf(LOCALES))
     source = fields.String(load_default="", validate=validate.Length(max=500))
     website = fields.String(
         load_default="", metadata={"description": "Honeypot: leave empty."}

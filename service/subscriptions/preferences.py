@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from ..config import Settings
 from ..db import utcnow
+from ..i18n import LOCALES
 from ..models import ConfirmationMail, MailingList, Subscriber, Subscription, SubscriptionStatus
 from ..postal import normalise_postal_code, state_for
 from ..queue import MAIL_RETRY, enqueue_after_commit
@@ -33,7 +34,6 @@ from ..subscribers import (
     record_consent,
 )
 from .signup import (
-    LOCALES,
     NAME_MAX,
     POSTAL_MAX,
     ValidationErrors,
@@ -104,7 +104,7 @@ def validate(session: Session, form: PreferencesForm) -> Validated:
     postal = normalise_postal_code(_clean_text(errors, "postal_code", form.postal_code, POSTAL_MAX))
     lang = form.lang if form.lang in LOCALES else ""
     if not lang:
-        errors.add("lang", "Must be one of: en, es.")
+        errors.add("lang", f"Must be one of: {', '.join(LOCALES)}.")
     by_slug = {ml.slug: ml for ml in public_lists(session)}
     unknown = [s for s in form.lists if s not in by_slug]
     if unknown:

@@ -15,7 +15,7 @@ from flask import Blueprint, Response, redirect, render_template, request, url_f
 
 from .. import db
 from ..extensions import csrf, limiter
-from ..i18n import use_locale
+from ..i18n import LOCALES, use_locale
 from ..models import Subscriber, SubscriptionStatus
 from ..observability import metrics
 from ..tokens import (
@@ -28,7 +28,7 @@ from ..tokens import (
 )
 from . import gdpr, preferences
 from . import unsubscribe as unsub
-from .signup import LOCALES, ValidationErrors
+from .signup import ValidationErrors
 from .views import evidence, signup_limit
 
 bp = Blueprint("selfservice", __name__)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from ..config import Settings
 from ..db import is_pg, utcnow
+from ..i18n import LOCALES
 from ..models import (
     ConfirmationMail,
     MailingList,
@@ -41,7 +42,6 @@ from ..subscribers import (
     record_consent,
 )
 
-LOCALES = ("en", "es")
 NAME_MAX = 100
 POSTAL_MAX = 10
 SOURCE_MAX = 500
@@ -157,7 +157,7 @@ def validate(session: Session, form: SignupForm) -> Validated:
     source = _clean_text(errors, "source", form.source, SOURCE_MAX)
     lang = form.lang or "en"
     if lang not in LOCALES:
-        errors.add("lang", "Must be one of: en, es.")
+        errors.add("lang", f"Must be one of: {', '.join(LOCALES)}.")
     slugs = form.lists
     if not isinstance(slugs, list) or not all(isinstance(s, str) for s in slugs):
         errors.add("lists", "Must be a list of list names.")

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from .. import db
 from ..config import Settings
 from ..extensions import client_ip, csrf, limiter
-from ..i18n import use_locale
+from ..i18n import LOCALES, use_locale
 from ..models import MailingList, Subscriber
 from ..observability import metrics
 from ..subscribers import Evidence
@@ -51,7 +51,7 @@ def evidence(endpoint: str, source: str = "") -> Evidence:
 
 
 def _locale(value: str | None) -> str:
-    return value if value in logic.LOCALES else "en"
+    return value if value in LOCALES else "en"
 
 
 def public_lists(slugs: list[str] | None = None) -> list[MailingList]:
