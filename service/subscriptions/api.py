@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from ..extensions import csrf, limiter
+from ..fields import NAME_MAX, POSTAL_MAX
 from ..i18n import LOCALES
 from . import signup as logic
 from .views import SIGNUP_BODY_LIMIT, run_signup, signup_limit
@@ -28,11 +29,11 @@ class SubscriptionIn(Schema):
         required=True,
         validate=validate.Length(min=1, max=20),
     )
-    first_name = fields.String(load_default="", validate=validate.Length(max=100))
-    last_name = fields.String(load_default="", validate=validate.Length(max=100))
-    postal_code = fields.String(load_default="", validate=validate.Length(max=10))
+    first_name = fields.String(load_default="", validate=validate.Length(max=NAME_MAX))
+    last_name = fields.String(load_default="", validate=validate.Length(max=NAME_MAX))
+    postal_code = fields.String(load_default="", validate=validate.Length(max=POSTAL_MAX))
     lang = fields.String(load_default="en", validate=validate.OneOf(LOCALES))
-    source = fields.String(load_default="", validate=validate.Length(max=500))
+    source = fields.String(load_default="", validate=validate.Length(max=logic.SOURCE_MAX))
     website = fields.String(
         load_default="", metadata={"description": "Honeypot: leave empty."}
     )

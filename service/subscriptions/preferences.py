@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from ..config import Settings
 from ..db import utcnow
-from ..i18n import LOCALES
+from ..fields import NAME_MAX, POSTAL_MAX, FieldError, check_locale
 from ..models import ConfirmationMail, MailingList, Subscriber, Subscription, SubscriptionStatus
 from ..postal import normalise_postal_code, state_for
 from ..queue import MAIL_RETRY, enqueue_after_commit
@@ -33,13 +33,7 @@ from ..subscribers import (
     normalise_email,
     record_consent,
 )
-from .signup import (
-    NAME_MAX,
-    POSTAL_MAX,
-    ValidationErrors,
-    _clean_text,
-    may_send_confirmation,
-)
+from .signup import ValidationErrors, may_send_confirmation
 from .unsubscribe import unsubscribe
 
 
@@ -99,12 +93,14 @@ def current_state(session: Session, subscriber: Subscriber) -> dict[int, Subscri
 
 def validate(session: Session, form: PreferencesForm) -> Validated:
     errors = ValidationErrors()
-    first = _clean_text(errors, "first_name", form.first_name, NAME_MAX)
-    last = _clean_text(errors, "last_name", form.last_name, NAME_MAX)
-    postal = normalise_postal_code(_clean_text(errors, "postal_code", form.postal_code, POSTAL_MAX))
-    lang = form.lang if form.lang in LOCALES else ""
-    if not lang:
-        errors.add("lang", f"Must be one of: {', '.join(LOCALES)}.")
+    first = errors.clean_text("first_name", form.first_name, NAME_MAX)
+    last = errors.clean_text("last_name", form.last_name, NAME_MAX)
+    postal = normalise_postal_code(errors.clean_text("postal_code", form.postal_code, POSTAL_MAX))
+    lang = ""
+    try:
+        lang = check_locale(form.lang, "lang")
+    except FieldError as exc:
+        errors.refused(exc)
     by_slug = {ml.slug: ml for ml in public_lists(session)}
     unknown = [s for s in form.lists if s not in by_slug]
     if unknown:

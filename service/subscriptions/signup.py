@@ -8,7 +8,6 @@ bombing). The outcome only feeds metrics.
 from __future__ import annotations
 
 import enum
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -20,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from ..config import Settings
 from ..db import is_pg, utcnow
-from ..i18n import LOCALES
+from ..fields import NAME_MAX, POSTAL_MAX, FieldError, check_locale, clean_text
 from ..models import (
     ConfirmationMail,
     MailingList,
@@ -42,10 +41,7 @@ from ..subscribers import (
     record_consent,
 )
 
-NAME_MAX = 100
-POSTAL_MAX = 10
 SOURCE_MAX = 500
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class Outcome(enum.StrEnum):
@@ -86,21 +82,16 @@ class ValidationErrors(Exception):
     def add(self, name: str, message: str) -> None:
         self.errors.setdefault(name, []).append(message)
 
+    def refused(self, error: FieldError) -> None:
+        self.add(error.field, error.message)
 
-def _clean_text(errors: ValidationErrors, name: str, value: object, limit: int) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        errors.add(name, "Must be text.")
-        return ""
-    if _CONTROL.search(value):
-        errors.add(name, "Must not contain line breaks or control characters.")
-        return ""
-    cleaned = " ".join(value.split())
-    if len(cleaned) > limit:
-        errors.add(name, f"At most {limit} characters.")
-        return ""
-    return cleaned
+    def clean_text(self, name: str, value: object, limit: int) -> str:
+        """`value` by the shared field rules, or "" with the refusal recorded here."""
+        try:
+            return clean_text(value, name, limit)
+        except FieldError as exc:
+            self.refused(exc)
+            return ""
 
 
 @dataclass(frozen=True)
@@ -151,13 +142,15 @@ def validate(session: Session, form: SignupForm) -> Validated:
         email = normalise_email(form.email)
     except ValueError as exc:
         errors.add("email", str(exc))
-    first = _clean_text(errors, "first_name", form.first_name, NAME_MAX)
-    last = _clean_text(errors, "last_name", form.last_name, NAME_MAX)
-    postal = normalise_postal_code(_clean_text(errors, "postal_code", form.postal_code, POSTAL_MAX))
-    source = _clean_text(errors, "source", form.source, SOURCE_MAX)
-    lang = form.lang or "en"
-    if lang not in LOCALES:
-        errors.add("lang", f"Must be one of: {', '.join(LOCALES)}.")
+    first = errors.clean_text("first_name", form.first_name, NAME_MAX)
+    last = errors.clean_text("last_name", form.last_name, NAME_MAX)
+    postal = normalise_postal_code(errors.clean_text("postal_code", form.postal_code, POSTAL_MAX))
+    source = errors.clean_text("source", form.source, SOURCE_MAX)
+    lang = ""
+    try:
+        lang = check_locale(form.lang or "en", "lang")
+    except FieldError as exc:
+        errors.refused(exc)
     slugs = form.lists
     if not isinstance(slugs, list) or not all(isinstance(s, str) for s in slugs):
         errors.add("lists", "Must be a list of list names.")
