@@ -13,7 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import db
-from ..models import AuditRecord, MailingList, SubscriptionStatus
+from ..audit import record
+from ..models import MailingList, SubscriptionStatus
 from ..queue import task_queue
 from ..subscribers import Evidence
 from .csvfile import FileError, rows, scan
@@ -99,10 +100,9 @@ def import_command(file: Path, list_slug: str, confirmed: bool, consent_note: st
                        "Run the same command again to finish.", err=True)
             raise click.exceptions.Exit(130) from None
         bar.update(max(0, found.data_lines - done.rows))  # blank lines count on the bar
-    session.add(AuditRecord(actor=ACTOR, action="subscribers.import", object_type="list",
-                            object_id=str(mailing_list.id),
-                            detail={"file": file.name, "confirmed": confirmed,
-                                    **done.as_dict()}))
+    record(session, actor=ACTOR, action="subscribers.import", object_type="list",
+           object_id=mailing_list.id,
+           detail={"file": file.name, "confirmed": confirmed, **done.as_dict()})
     session.commit()
     elapsed = time.monotonic() - started
     click.echo(f"{summary(done)} in {elapsed:.1f}s ({done.rows / max(elapsed, 1e-6):,.0f} rows/s).")
