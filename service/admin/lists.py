@@ -6,10 +6,10 @@ import re
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from .. import db
+from .. import config, db
 from ..api.lists import list_counts
 from ..i18n import LOCALES
 from ..models import MailingList, Role
@@ -118,7 +118,7 @@ def list_embed() -> Any:
         wanted = [every[0].slug]
     lang = request.args.get("lang", "en")
     lang = lang if lang in LOCALES else "en"
-    settings = current_app.extensions["settings"]
+    settings = config.settings()
     query = urlencode({"lists": ",".join(wanted), "lang": lang})
     return render_template(
         "admin/embed.html",

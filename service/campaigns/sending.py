@@ -30,7 +30,7 @@ from flask import current_app
 from sqlalchemy import exists, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
-from .. import db
+from .. import config, db
 from ..bulk import one_of
 from ..config import Settings
 from ..db import commit_quickly, is_pg, utcnow
@@ -73,11 +73,6 @@ SYSTEM = "system"
 IN_JOB_BACKOFF = (0.2, 0.5, 1.0, 2.0, 4.0)
 # A batch that has been claimed this many times without finishing pauses its campaign.
 MAX_BATCH_ATTEMPTS = 8
-
-
-def settings() -> Settings:
-    s: Settings = current_app.extensions["settings"]
-    return s
 
 
 def transport() -> Transport:
@@ -199,7 +194,7 @@ def start_campaign(campaign_id: int) -> None:
     if not transition(session, campaign_id, "start", SYSTEM):
         session.rollback()
         return
-    total = freeze_audience(session, campaign, settings().campaign_batch_size)
+    total = freeze_audience(session, campaign, config.settings().campaign_batch_size)
     audit(session, SYSTEM, "frozen", campaign_id, total=total)
     enqueue_queued_batches(session, campaign)
     session.commit()
@@ -300,7 +295,7 @@ def recheck(session: Session, list_ids: list[int], batch_id: int) -> list[Recipi
         .where(Delivery.batch_id == batch_id, Delivery.status == DeliveryStatus.queued)
         .order_by(Delivery.id)
     )]
-    hash_of = email_hasher(settings())
+    hash_of = email_hasher(config.settings())
     hashes = {r.id: hash_of(r.email) for r in rows if r.email}
     suppressed = set(session.scalars(
         select(Suppression.email_hash)
@@ -399,7 +394,7 @@ def send_batch(batch_id: int) -> None:
         list_ids = sorted(session.scalars(
             select(campaign_lists.c.list_id).where(campaign_lists.c.campaign_id == campaign.id)))
         rows = recheck(session, list_ids, batch_id)
-        conf = settings()
+        conf = config.settings()
         by_locale: dict[str, list[Recipient]] = {}
         for row in rows:
             by_locale.setdefault(variant_locale(row.locale), []).append(row)
@@ -537,7 +532,7 @@ def send_test(campaign_id: int, emails: list[str], actor: str) -> None:
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
         return
-    conf = settings()
+    conf = config.settings()
     list_ids = sorted(ml.id for ml in campaign.lists)
     for address in emails:
         sub = session.scalars(select(Subscriber).where(

@@ -15,7 +15,7 @@ from flask import Flask, Response, g, request, stream_with_context, url_for
 from flask_smorest import Blueprint, abort
 from sqlalchemy import select
 
-from .. import db
+from .. import config, db
 from ..auth import require_role
 from ..db import utcnow
 from ..models import Import, MailingList, Role, SubscriptionStatus
@@ -205,4 +205,4 @@ def register(app: Flask) -> None:
     csrf.exempt(blp)  # bearer tokens, no cookies: CSRF does not apply
     api.register_blueprint(blp)
     embedded_recovery(app, "imports", recover_imports,
-                      again_after=app.extensions["settings"].import_lease_seconds + 1)
+                      again_after=config.settings(app).import_lease_seconds + 1)

@@ -15,11 +15,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..config import Settings
+from .. import config
 from ..db import utcnow
 from ..fields import NAME_MAX, POSTAL_MAX, FieldError, check_locale
 from ..models import ConfirmationMail, MailingList, Subscriber, Subscription, SubscriptionStatus
@@ -174,7 +173,7 @@ def apply(
 def request_link(session: Session, raw_email: str) -> LinkOutcome:
     """Queue a mail with a fresh preferences link. The caller commits; the outcome is
     for metrics only and must never be shown to the person asking."""
-    settings: Settings = current_app.extensions["settings"]
+    settings = config.settings()
     try:
         email = normalise_email(raw_email)
     except InvalidEmail:

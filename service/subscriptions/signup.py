@@ -17,6 +17,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from .. import config
 from ..config import Settings
 from ..db import is_pg, utcnow
 from ..fields import NAME_MAX, POSTAL_MAX, FieldError, check_locale, clean_text
@@ -290,7 +291,7 @@ def _signup_new_address_pg(session: Session, data: Validated, list_ids: list[int
 
 def signup(session: Session, data: Validated, evidence: Evidence) -> Outcome:
     """Record the signup and queue a confirmation mail. The caller commits."""
-    settings: Settings = current_app.extensions["settings"]
+    settings = config.settings()
     from .jobs import send_confirmation
 
     if is_pg(session) and settings.confirm_mail_max_per_day > 0:

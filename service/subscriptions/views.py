@@ -8,7 +8,6 @@ from urllib.parse import urlsplit
 from flask import (
     Blueprint,
     Response,
-    current_app,
     redirect,
     render_template,
     request,
@@ -16,8 +15,7 @@ from flask import (
 )
 from sqlalchemy import select
 
-from .. import db
-from ..config import Settings
+from .. import config, db
 from ..extensions import client_ip, csrf, limiter
 from ..i18n import LOCALES, use_locale
 from ..models import MailingList, Subscriber
@@ -31,13 +29,8 @@ bp = Blueprint("subscriptions", __name__)
 SIGNUP_BODY_LIMIT = 64 * 1024
 
 
-def settings() -> Settings:
-    s: Settings = current_app.extensions["settings"]
-    return s
-
-
 def signup_limit() -> str:
-    return settings().signup_rate_limit
+    return config.settings().signup_rate_limit
 
 
 def evidence(endpoint: str, source: str = "") -> Evidence:
@@ -46,7 +39,7 @@ def evidence(endpoint: str, source: str = "") -> Evidence:
         user_agent=request.headers.get("User-Agent", ""),
         source=source or request.headers.get("Referer", ""),
         endpoint=endpoint,
-        consent_text_version=settings().consent_text_version,
+        consent_text_version=config.settings().consent_text_version,
     )
 
 
@@ -67,7 +60,7 @@ def allowed_redirect(target: str) -> str | None:
         return None
     parts = urlsplit(target)
     origin = f"{parts.scheme}://{parts.netloc}"
-    if parts.scheme in ("http", "https") and origin in settings().form_allowed_origins:
+    if parts.scheme in ("http", "https") and origin in config.settings().form_allowed_origins:
         return target
     return None
 
