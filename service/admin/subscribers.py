@@ -11,6 +11,7 @@ from sqlalchemy.orm import selectinload
 from .. import db
 from ..extensions import client_ip
 from ..i18n import LOCALES
+from ..lists import all_lists
 from ..models import Role, Subscriber, Subscription, SubscriptionStatus
 from ..subscribers import Evidence, is_suppressed
 from ..subscriptions.gdpr import erase
@@ -67,7 +68,7 @@ def subscribers() -> Any:
         "admin/subscribers.html",
         page=queries.search_subscribers(session, filters),
         filters=filters,
-        lists=queries.all_lists(session),
+        lists=all_lists(session),
         states=queries.known_states(session),
         statuses=[s.value for s in SubscriptionStatus],
     )
@@ -148,7 +149,7 @@ def subscriber_erase(subscriber_id: int) -> Any:
 @staff_required(Role.campaigner)
 def subscriber_new() -> Any:
     session = db.session()
-    lists = queries.all_lists(session)
+    lists = all_lists(session)
     errors: dict[str, str] = {}
     form = request.form.to_dict()
     if request.method == "POST":

@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 
 import click
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import db
 from ..audit import record
+from ..lists import list_by_slug, list_slugs
 from ..models import MailingList, SubscriptionStatus
 from ..queue import task_queue
 from ..subscribers import Evidence
@@ -25,9 +25,9 @@ ACTOR = "cli"
 
 
 def _list(session: Session, slug: str) -> MailingList:
-    found = session.scalars(select(MailingList).where(MailingList.slug == slug)).first()
+    found = list_by_slug(session, slug)
     if found is None:
-        known = ", ".join(session.scalars(select(MailingList.slug).order_by(MailingList.slug)))
+        known = ", ".join(list_slugs(session))
         raise click.ClickException(f"No list {slug!r} (lists: {known}).")
     return found
 

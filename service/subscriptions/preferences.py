@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from .. import config
 from ..db import utcnow
 from ..fields import NAME_MAX, POSTAL_MAX, FieldError, check_locale
+from ..lists import public_lists
 from ..models import ConfirmationMail, MailingList, Subscriber, Subscription, SubscriptionStatus
 from ..postal import normalise_postal_code, state_for
 from ..queue import MAIL_RETRY, enqueue_after_commit
@@ -73,12 +74,6 @@ class Applied:
     @property
     def anything(self) -> bool:
         return bool(self.subscribed or self.unsubscribed or self.profile)
-
-
-def public_lists(session: Session) -> list[MailingList]:
-    return list(
-        session.scalars(select(MailingList).where(MailingList.public).order_by(MailingList.id))
-    )
 
 
 def current_state(session: Session, subscriber: Subscriber) -> dict[int, SubscriptionStatus]:

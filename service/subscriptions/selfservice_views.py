@@ -16,6 +16,7 @@ from flask import Blueprint, Response, redirect, render_template, request, url_f
 from .. import db
 from ..extensions import csrf, limiter
 from ..i18n import LOCALES, use_locale
+from ..lists import public_lists
 from ..models import Subscriber, SubscriptionStatus
 from ..observability import metrics
 from ..tokens import (
@@ -174,7 +175,7 @@ def _render_preferences(subscriber: Subscriber, *, errors: dict[str, list[str]] 
     return render_template(
         "public/preferences.html",
         subscriber=subscriber,
-        lists=preferences.public_lists(session),
+        lists=public_lists(session),
         state=state,
         active=SubscriptionStatus,
         values=values or {},

@@ -8,11 +8,9 @@ bombing). The outcome only feeds metrics.
 from __future__ import annotations
 
 import enum
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from flask import current_app
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -21,6 +19,7 @@ from .. import config
 from ..config import Settings
 from ..db import is_pg, utcnow
 from ..fields import NAME_MAX, POSTAL_MAX, FieldError, check_locale, clean_text
+from ..lists import ListRef, public_list_refs
 from ..models import (
     ConfirmationMail,
     MailingList,
@@ -95,46 +94,6 @@ class ValidationErrors(Exception):
             return ""
 
 
-@dataclass(frozen=True)
-class ListRef:
-    """A public list a signup names."""
-
-    id: int
-    slug: str
-
-
-# How long a web process trusts what it last read of the public lists. Every signup
-# names lists, and reading them was a quarter of a signup's time; a list made private
-# (or renamed) is still accepted by a process for at most this long after the change.
-# An unknown slug is always looked up again, so a new list works at once.
-PUBLIC_LISTS_SECONDS = 5.0
-
-
-@dataclass
-class _PublicListCache:
-    read_at: float = float("-inf")
-    by_slug: dict[str, ListRef] = field(default_factory=dict)
-
-
-def signup_lists(session: Session, slugs: list[str]) -> dict[str, ListRef]:
-    """The public lists among `slugs`, by slug (read at most every few seconds)."""
-    cache: _PublicListCache = current_app.extensions.setdefault("public_lists",
-                                                                _PublicListCache())
-    now = time.monotonic()
-    if now - cache.read_at > PUBLIC_LISTS_SECONDS or any(s not in cache.by_slug for s in slugs):
-        cache.by_slug = {
-            slug: ListRef(int(list_id), slug) for list_id, slug in session.execute(
-                select(MailingList.id, MailingList.slug).where(MailingList.public))
-        }
-        cache.read_at = now
-    return {slug: cache.by_slug[slug] for slug in slugs if slug in cache.by_slug}
-
-
-def forget_public_lists() -> None:
-    """Drop this process's copy of the public lists (after a list is created or edited)."""
-    current_app.extensions.pop("public_lists", None)
-
-
 def validate(session: Session, form: SignupForm) -> Validated:
     """Check every field; raise ValidationErrors naming each bad one."""
     errors = ValidationErrors()
@@ -163,7 +122,7 @@ def validate(session: Session, form: SignupForm) -> Validated:
     elif len(slugs) > 20:
         errors.add("lists", "Too many lists.")
     else:
-        found = signup_lists(session, slugs)
+        found = public_list_refs(session, slugs)
         unknown = [s for s in dict.fromkeys(slugs) if s not in found]
         if unknown:
             errors.add("lists", f"Unknown list: {', '.join(u[:64] for u in unknown)}.")

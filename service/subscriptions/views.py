@@ -13,12 +13,12 @@ from flask import (
     request,
     url_for,
 )
-from sqlalchemy import select
 
 from .. import config, db
 from ..extensions import client_ip, csrf, limiter
 from ..i18n import LOCALES, use_locale
-from ..models import MailingList, Subscriber
+from ..lists import public_lists
+from ..models import Subscriber
 from ..observability import metrics
 from ..subscribers import Evidence
 from ..tokens import Purpose, TokenError, read_token_with_time, signed_before
@@ -45,13 +45,6 @@ def evidence(endpoint: str, source: str = "") -> Evidence:
 
 def _locale(value: str | None) -> str:
     return value if value in LOCALES else "en"
-
-
-def public_lists(slugs: list[str] | None = None) -> list[MailingList]:
-    query = select(MailingList).where(MailingList.public).order_by(MailingList.id)
-    if slugs:
-        query = query.where(MailingList.slug.in_(slugs))
-    return list(db.session().scalars(query))
 
 
 def allowed_redirect(target: str) -> str | None:
@@ -88,7 +81,7 @@ def subscribe_form() -> Any:
     lang = _locale(request.args.get("lang"))
     use_locale(lang)
     wanted = [s for s in request.args.get("lists", "").split(",") if s]
-    lists = public_lists(wanted or None)
+    lists = public_lists(db.session(), wanted or None)
     return render_template(
         "public/subscribe.html",
         lists=lists,
@@ -118,7 +111,7 @@ def subscribe_post() -> Any:
     try:
         run_signup(form, "form", f.get("website", ""))
     except logic.ValidationErrors as exc:
-        lists = public_lists()
+        lists = public_lists(db.session())
         return (
             render_template(
                 "public/subscribe.html",
