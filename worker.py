@@ -13,7 +13,7 @@ import argparse
 import gc
 import logging
 
-from service import create_app, db
+from service import config, create_app, db
 from service.queue import task_queue
 
 log = logging.getLogger("worker")
@@ -51,7 +51,7 @@ def main() -> None:
         database.engine.dispose()
         # Every lease period (idle or not) each worker runs the recovery pass itself and
         # takes over RQ's scheduler if its holder died: neither waits for the scheduler.
-        settings = app.extensions["settings"]
+        settings = config.settings(app)
         lease = min(settings.campaign_lease_seconds, settings.import_lease_seconds)
         # Everything loaded so far lives as long as the process: keep it out of the cyclic
         # garbage collector's full passes, which otherwise re-scan it while jobs allocate.

@@ -157,7 +157,7 @@ def _post_star(args: tuple[int, bytes, int]) -> tuple[float, float, int]:
 
 def reference_payloads(app: Any, campaign_id: int, n_payloads: int) -> list[bytes]:
     """1000-recipient bodies exactly as the engine builds them, for made-up subscribers."""
-    from service import db
+    from service import config, db
     from service.campaigns.render import cached_variant
     from service.campaigns.sending import Personalizer, build_mail
     from service.mail.sendgrid import encode_request
@@ -172,7 +172,7 @@ def reference_payloads(app: Any, campaign_id: int, n_payloads: int) -> list[byte
             self.locale, self.status = "en", "active"
 
     with app.app_context():
-        conf = app.extensions["settings"]
+        conf = config.settings(app)
         campaign = db.session().get(Campaign, campaign_id)
         assert campaign is not None
         variant = cached_variant(campaign, "en")

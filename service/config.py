@@ -2,6 +2,7 @@
 
 `Settings.from_env()` is what production uses; tests pass a mapping of overrides to
 `create_app`. Every setting the CONTRACT names lives here, typed, with its default.
+`create_app` stores the app's settings once; everything else reads them with `settings()`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from flask import Flask, current_app
 
 DEV_SECRET_KEY = "dev-only-not-secret"  # noqa: S105 - only accepted in debug/`make run`
 
@@ -153,3 +156,9 @@ class Settings:
     @property
     def uses_redis(self) -> bool:
         return bool(self.redis_url)
+
+
+def settings(app: Flask | None = None) -> Settings:
+    """The settings of `app` (default: the current app), as `create_app` stored them."""
+    found: Settings = (app or current_app).extensions["settings"]
+    return found

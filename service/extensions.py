@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, jsonify, request
+from flask import jsonify, request
 from flask_babel import Babel
 from flask_cors import CORS
 from flask_limiter import Limiter
@@ -12,7 +12,7 @@ from flask_login import LoginManager
 from flask_smorest import Api
 from flask_wtf import CSRFProtect
 
-from .config import Settings
+from . import config
 from .subscribers import Evidence
 
 # Public signup bodies (form and JSON) are small; anything bigger is refused unread.
@@ -26,20 +26,18 @@ def client_ip() -> str:
 
 def evidence(endpoint: str, source: str = "") -> Evidence:
     """What the consent ledger records about the request behind a change."""
-    settings: Settings = current_app.extensions["settings"]
     return Evidence(
         ip=client_ip(),
         user_agent=request.headers.get("User-Agent", ""),
         source=source or request.headers.get("Referer", ""),
         endpoint=endpoint,
-        consent_text_version=settings.consent_text_version,
+        consent_text_version=config.settings().consent_text_version,
     )
 
 
 def signup_limit() -> str:
     """The public signup's rate limit (SIGNUP_RATE_LIMIT), read per request."""
-    settings: Settings = current_app.extensions["settings"]
-    return settings.signup_rate_limit
+    return config.settings().signup_rate_limit
 
 
 # No X-RateLimit-* headers on every answer: reading the window back for them was two of

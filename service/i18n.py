@@ -5,6 +5,8 @@ from __future__ import annotations
 from flask import Flask, g, request
 from flask_babel import get_locale, refresh
 
+# The languages pages and mails exist in: the one list every form, import and renderer
+# checks against (importable without a request or an app).
 LOCALES = ("en", "es")
 
 

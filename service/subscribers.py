@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from . import config
 from .bulk import one_of
 from .config import Settings
 from .models import ConsentRecord, Subscriber, Suppression, SuppressionReason
@@ -50,7 +50,7 @@ def email_key(normalised: str) -> str:
 
 def email_hash(normalised: str, settings: Settings | None = None) -> str:
     """Keyed hash that lets us recognise a suppressed address without storing it."""
-    return email_hasher(settings or current_app.extensions["settings"])(normalised)
+    return email_hasher(settings or config.settings())(normalised)
 
 
 def email_hasher(settings: Settings) -> Callable[[str], str]:

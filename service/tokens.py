@@ -16,7 +16,6 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import current_app
 from itsdangerous import (
     BadSignature,
     SignatureExpired,
@@ -27,6 +26,7 @@ from itsdangerous import (
 from itsdangerous.encoding import base64_encode, int_to_bytes
 from itsdangerous.signer import HMACAlgorithm
 
+from . import config
 from .config import Settings
 
 
@@ -58,13 +58,8 @@ class TokenError(Exception):
         self.expired = expired
 
 
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["settings"]
-    return settings
-
-
 def serializer(purpose: Purpose, settings: Settings | None = None) -> URLSafeTimedSerializer:
-    return _serializer(purpose, tuple((settings or _settings()).signing_keys))
+    return _serializer(purpose, tuple((settings or config.settings()).signing_keys))
 
 
 class _SigningKeySigner(TimestampSigner):
@@ -189,7 +184,7 @@ def signed_before(signed_at: datetime, created_at: datetime) -> bool:
 
 
 def public_url(path: str, settings: Settings | None = None) -> str:
-    return f"{(settings or _settings()).public_url}{path}"
+    return f"{(settings or config.settings()).public_url}{path}"
 
 
 def confirm_url(subscriber_id: int, list_ids: list[int], settings: Settings | None = None) -> str:

@@ -24,9 +24,10 @@ from flask_login import current_user, login_user, logout_user
 from sqlalchemy import select
 
 from .. import db
+from ..audit import record
 from ..auth import hash_password, verify_password
 from ..extensions import limiter, login_manager
-from ..models import AuditRecord, Role, User
+from ..models import Role, User
 from .blueprint import bp
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -105,15 +106,8 @@ def _admin_helpers() -> dict[str, Any]:
 
 def audit(action: str, object_type: str, object_id: object = "", **detail: Any) -> None:
     """Append to the audit log (committed with the change it describes)."""
-    db.session().add(
-        AuditRecord(
-            actor=actor(),
-            action=action,
-            object_type=object_type,
-            object_id=str(object_id)[:40],
-            detail=detail,
-        )
-    )
+    record(db.session(), actor=actor(), action=action, object_type=object_type,
+           object_id=object_id, detail=detail)
 
 
 def _safe_next(target: str | None) -> str:

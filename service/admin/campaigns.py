@@ -24,11 +24,12 @@ from ..campaigns import drafts
 from ..campaigns.audience import audience_count, count_audience
 from ..campaigns.drafts import CampaignIn, CampaignPatch, SegmentIn, SendIn, TestIn
 from ..campaigns.progress import campaign_progress
-from ..campaigns.render import LOCALES, ContentError
+from ..campaigns.render import ContentError
 from ..campaigns.sending import counts_by_campaign
+from ..i18n import LOCALES
+from ..lists import all_lists
 from ..models import Campaign, CampaignKind, CampaignStatus, ContentFormat, Role
 from ..webhooks.stats import FIGURES, campaign_stats
-from . import queries
 from .access import actor, staff_required
 from .blueprint import bp
 from .charts import bar_chart
@@ -167,7 +168,7 @@ def _editor(campaign: Campaign | None, values: dict[str, Any], errors: dict[str,
             status: int = 200) -> Any:
     return render_template(
         "admin/campaign_form.html", campaign=campaign, values=values, errors=errors,
-        lists=queries.all_lists(db.session()), kinds=[k.value for k in CampaignKind],
+        lists=all_lists(db.session()), kinds=[k.value for k in CampaignKind],
         formats=[f.value for f in ContentFormat],
     ), status
 

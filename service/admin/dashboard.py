@@ -7,7 +7,7 @@ from typing import Any
 from flask import render_template
 
 from .. import db
-from ..api.lists import list_counts
+from ..lists import all_lists, list_counts
 from ..models import Role
 from . import queries
 from .access import staff_required
@@ -22,8 +22,8 @@ def dashboard() -> Any:
     series = queries.signups_per_day(session, days=90)
     return render_template(
         "admin/dashboard.html",
-        lists=queries.all_lists(session),
-        counts=list_counts(),
+        lists=all_lists(session),
+        counts=list_counts(session),
         series=series,
         chart=bar_chart(series.days, series.counts),
         campaigns=queries.recent_campaigns(session),

@@ -32,16 +32,13 @@ from ..imports.csvfile import FileError
 from ..imports.export import csv_blocks, export_rows
 from ..imports.progress import import_progress
 from ..imports.uploads import create_import, problems
-from ..models import Import, MailingList, Role, SubscriptionStatus
+from ..lists import all_lists, list_by_slug
+from ..models import Import, Role, SubscriptionStatus
 from .access import actor, audit, staff_required
 from .blueprint import bp
 
 PREVIEW_BYTES = 64 * 1024
 RECENT = 20
-
-
-def _lists() -> list[MailingList]:
-    return list(db.session().scalars(select(MailingList).order_by(MailingList.id)))
 
 
 def _recent() -> list[Import]:
@@ -62,8 +59,8 @@ def imports() -> Any:
 def _page(values: dict[str, Any], errors: dict[str, str], status: int = 200) -> Any:
     recent = _recent()
     return render_template(
-        "admin/imports.html", lists=_lists(), recent=recent, values=values, errors=errors,
-        choices=CHOICES, statuses=[s.value for s in SubscriptionStatus],
+        "admin/imports.html", lists=all_lists(db.session()), recent=recent, values=values,
+        errors=errors, choices=CHOICES, statuses=[s.value for s in SubscriptionStatus],
         progress={row.id: _progress(row) for row in recent},
     ), status
 
@@ -93,9 +90,7 @@ def import_start() -> Any:
     }
     errors: dict[str, str] = {}
     session = db.session()
-    mailing_list = session.scalars(
-        select(MailingList).where(MailingList.slug == values["list"])
-    ).first()
+    mailing_list = list_by_slug(session, values["list"])
     if mailing_list is None:
         errors["list"] = "Choose the list to import into."
     if values["confirmed"] and not values["consent_note"]:
@@ -184,7 +179,7 @@ def export_csv() -> Any:
     """A list's subscribers as CSV, streamed (the CLI's `actionlist export`)."""
     session = db.session()
     slug = request.args.get("list", "")
-    mailing_list = session.scalars(select(MailingList).where(MailingList.slug == slug)).first()
+    mailing_list = list_by_slug(session, slug)
     if mailing_list is None:
         abort(404)
     statuses = [s for s in request.args.getlist("status") if s]

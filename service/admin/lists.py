@@ -6,14 +6,12 @@ import re
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
-from sqlalchemy import select
+from flask import abort, flash, redirect, render_template, request, url_for
 
-from .. import db
-from ..api.lists import list_counts
+from .. import config, db
+from ..i18n import LOCALES
+from ..lists import all_lists, forget_public_lists, list_by_slug, list_counts
 from ..models import MailingList, Role
-from ..subscriptions.signup import forget_public_lists
-from . import queries
 from .access import audit, staff_required
 from .blueprint import bp
 
@@ -31,7 +29,7 @@ def _read_list_form(
     if not SLUG.match(slug):
         errors["slug"] = "Lower-case letters, digits and hyphens (at most 64)."
     else:
-        clash = db.session().scalars(select(MailingList).where(MailingList.slug == slug)).first()
+        clash = list_by_slug(db.session(), slug)
         if clash is not None and clash is not current:
             errors["slug"] = "Another list already has this slug."
     data["slug"] = slug
@@ -49,8 +47,9 @@ def _read_list_form(
 @bp.get("/lists")
 @staff_required(Role.viewer)
 def lists() -> Any:
+    session = db.session()
     return render_template(
-        "admin/lists.html", lists=queries.all_lists(db.session()), counts=list_counts()
+        "admin/lists.html", lists=all_lists(session), counts=list_counts(session)
     )
 
 
@@ -109,7 +108,7 @@ def embed_html(public_url: str, slugs: list[str], lang: str) -> str:
 @staff_required(Role.viewer)
 def list_embed() -> Any:
     session = db.session()
-    every = queries.all_lists(session)
+    every = all_lists(session)
     known = {ml.slug for ml in every}
     wanted = [s for s in request.args.getlist("lists") if s in known]
     if not wanted:
@@ -117,8 +116,8 @@ def list_embed() -> Any:
     if not wanted and every:
         wanted = [every[0].slug]
     lang = request.args.get("lang", "en")
-    lang = lang if lang in ("en", "es") else "en"
-    settings = current_app.extensions["settings"]
+    lang = lang if lang in LOCALES else "en"
+    settings = config.settings()
     query = urlencode({"lists": ",".join(wanted), "lang": lang})
     return render_template(
         "admin/embed.html",

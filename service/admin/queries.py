@@ -119,10 +119,6 @@ def subscriber_deliveries(
     return [(d, c) for d, c in rows]
 
 
-def all_lists(session: Session) -> list[MailingList]:
-    return list(session.scalars(select(MailingList).order_by(MailingList.id)))
-
-
 def known_states(session: Session) -> list[str]:
     return [
         s for s in session.scalars(

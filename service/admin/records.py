@@ -11,10 +11,9 @@ from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
-from flask import abort, current_app, render_template, request
+from flask import abort, render_template, request
 
-from .. import db
-from ..config import Settings
+from .. import config, db
 from ..models import Role
 from . import queries
 from .access import staff_required
@@ -43,13 +42,8 @@ def audit_log() -> Any:
     return render_template("admin/audit.html", page=queries.audit_page(db.session(), _before()))
 
 
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["settings"]
-    return settings
-
-
 def outbox_active() -> bool:
-    return not _settings().sendgrid_api_key
+    return not config.settings().sendgrid_api_key
 
 
 @bp.app_context_processor
@@ -68,7 +62,7 @@ class OutboxEntry:
 def _outbox_dir() -> Path:
     if not outbox_active():
         abort(404, description="The outbox is only used when no SendGrid key is configured.")
-    return Path(_settings().outbox_dir)
+    return Path(config.settings().outbox_dir)
 
 
 def _parse(path: Path) -> EmailMessage:

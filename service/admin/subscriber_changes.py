@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
 from ..db import utcnow
+from ..fields import NAME_MAX, POSTAL_MAX, FieldError, clean_text, is_locale
 from ..models import MailingList, Subscriber, Subscription, SubscriptionStatus
 from ..postal import normalise_postal_code, state_for
 from ..subscribers import (
@@ -20,11 +20,7 @@ from ..subscribers import (
     record_consent,
 )
 
-LOCALES = ("en", "es")
-NAME_MAX = 100
-POSTAL_MAX = 10
 NOTE_MAX = 2000
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass
@@ -41,13 +37,12 @@ class Profile:
 
 
 def _text(errors: dict[str, str], name: str, value: str, limit: int) -> str:
-    if _CONTROL.search(value):
-        errors[name] = "Must not contain line breaks or control characters."
+    """`value` by the shared field rules, or "" with the refusal recorded in `errors`."""
+    try:
+        return clean_text(value, name, limit)
+    except FieldError as exc:
+        errors[exc.field] = exc.message
         return ""
-    cleaned = " ".join(value.split())
-    if len(cleaned) > limit:
-        errors[name] = f"At most {limit} characters."
-    return cleaned[:limit]
 
 
 def read_profile(form: dict[str, str]) -> Profile:
@@ -58,8 +53,8 @@ def read_profile(form: dict[str, str]) -> Profile:
         _text(errors, "postal_code", form.get("postal_code", ""), POSTAL_MAX)
     )
     locale = form.get("locale", "en")
-    if locale not in LOCALES:
-        errors["locale"] = "Choose English or Spanish."
+    if not is_locale(locale):
+        errors["locale"] = "Choose English or Spanish."  # this form offers a choice of two
     if errors:
         raise FormErrors(errors)
     return Profile(first, last, postal, locale)

@@ -10,13 +10,15 @@ from sqlalchemy.orm import selectinload
 
 from .. import db
 from ..extensions import client_ip
+from ..i18n import LOCALES
+from ..lists import all_lists
 from ..models import Role, Subscriber, Subscription, SubscriptionStatus
 from ..subscribers import Evidence, is_suppressed
 from ..subscriptions.gdpr import erase
 from . import queries
 from .access import actor, audit, staff_required
 from .blueprint import bp
-from .subscriber_changes import LOCALES, FormErrors, add_by_hand, read_profile, unsubscribe
+from .subscriber_changes import FormErrors, add_by_hand, read_profile, unsubscribe
 from .subscriber_changes import update_profile as apply_profile
 
 
@@ -67,7 +69,7 @@ def subscribers() -> Any:
         "admin/subscribers.html",
         page=queries.search_subscribers(session, filters),
         filters=filters,
-        lists=queries.all_lists(session),
+        lists=all_lists(session),
         states=queries.known_states(session),
         statuses=[s.value for s in SubscriptionStatus],
     )
@@ -148,7 +150,7 @@ def subscriber_erase(subscriber_id: int) -> Any:
 @staff_required(Role.campaigner)
 def subscriber_new() -> Any:
     session = db.session()
-    lists = queries.all_lists(session)
+    lists = all_lists(session)
     errors: dict[str, str] = {}
     form = request.form.to_dict()
     if request.method == "POST":

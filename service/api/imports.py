@@ -21,7 +21,8 @@ from ..imports.csvfile import FileError
 from ..imports.export import csv_blocks, export_rows
 from ..imports.progress import import_summary
 from ..imports.uploads import create_import, problems
-from ..models import Import, MailingList, Role, SubscriptionStatus
+from ..lists import list_by_slug
+from ..models import Import, Role, SubscriptionStatus
 
 blp = Blueprint("imports_api", __name__, url_prefix="/api/v1",
                 description="Subscriber imports (CSV upload, run as a job) and exports")
@@ -79,7 +80,7 @@ def start_import() -> Any:
     errors: dict[str, list[str]] = {}
     session = db.session()
     slug = form.get("list", "").strip()
-    mailing_list = session.scalars(select(MailingList).where(MailingList.slug == slug)).first()
+    mailing_list = list_by_slug(session, slug)
     if mailing_list is None:
         errors["list"] = ["Unknown list." if slug else "Name the list to import into."]
     confirmed = form.get("confirmed", "").strip().lower() in TRUE
@@ -151,8 +152,7 @@ def import_report(import_id: int) -> Any:
 def export_subscribers() -> Any:
     """The list's subscribers as CSV (the columns of `actionlist export`), streamed."""
     slug = request.args.get("list", "").strip()
-    mailing_list = db.session().scalars(
-        select(MailingList).where(MailingList.slug == slug)).first()
+    mailing_list = list_by_slug(db.session(), slug)
     if mailing_list is None:
         abort(422, errors={"list": ["Unknown list." if slug else "Name the list."]})
     assert mailing_list is not None

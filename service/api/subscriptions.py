@@ -10,6 +10,8 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 
 from .. import db
 from ..extensions import SIGNUP_BODY_LIMIT, csrf, evidence, limiter, signup_limit
+from ..fields import NAME_MAX, POSTAL_MAX
+from ..i18n import LOCALES
 from ..subscriptions import signup as logic
 
 blp = Blueprint(
@@ -27,11 +29,11 @@ class SubscriptionIn(Schema):
         required=True,
         validate=validate.Length(min=1, max=20),
     )
-    first_name = fields.String(load_default="", validate=validate.Length(max=100))
-    last_name = fields.String(load_default="", validate=validate.Length(max=100))
-    postal_code = fields.String(load_default="", validate=validate.Length(max=10))
-    lang = fields.String(load_default="en", validate=validate.OneOf(["en", "es"]))
-    source = fields.String(load_default="", validate=validate.Length(max=500))
+    first_name = fields.String(load_default="", validate=validate.Length(max=NAME_MAX))
+    last_name = fields.String(load_default="", validate=validate.Length(max=NAME_MAX))
+    postal_code = fields.String(load_default="", validate=validate.Length(max=POSTAL_MAX))
+    lang = fields.String(load_default="en", validate=validate.OneOf(LOCALES))
+    source = fields.String(load_default="", validate=validate.Length(max=logic.SOURCE_MAX))
     website = fields.String(
         load_default="", metadata={"description": "Honeypot: leave empty."}
     )

@@ -10,9 +10,9 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 from sqlalchemy import select
 
 from .. import db
+from ..audit import record
 from ..auth import require_role
 from ..models import (
-    AuditRecord,
     Campaign,
     Role,
     Subscriber,
@@ -117,9 +117,9 @@ def add_suppression(data: dict[str, Any]) -> Any:
                               source=str(g.get("actor", "staff"))[:100], note=data["note"])
     session.add(suppression)
     session.flush()
-    session.add(AuditRecord(actor=g.get("actor", "staff"), action="suppression.add",
-                            object_type="suppression", object_id=str(suppression.id),
-                            detail={"reason": "manual", "note": data["note"]}))
+    record(session, actor=g.get("actor", "staff"), action="suppression.add",
+           object_type="suppression", object_id=suppression.id,
+           detail={"reason": "manual", "note": data["note"]})
     session.commit()
     return _suppression_dict(suppression)
 
@@ -156,12 +156,12 @@ def remove_suppression(suppression_id: int) -> Any:
     if subscriber is not None and subscriber.status != SubscriberStatus.active:
         subscriber.status = SubscriberStatus.active
         reactivated = True
-    session.add(AuditRecord(
-        actor=g.get("actor", "staff"), action="suppression.remove", object_type="suppression",
-        object_id=str(suppression.id),
+    record(
+        session, actor=g.get("actor", "staff"), action="suppression.remove",
+        object_type="suppression", object_id=suppression.id,
         detail={"reason": raw["reason"], "suppression_reason": suppression.reason.value,
                 "email_hash": suppression.email_hash, "subscriber_reactivated": reactivated},
-    ))
+    )
     session.delete(suppression)
     session.commit()
     return ""

@@ -18,9 +18,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..i18n import LOCALES
+from ..lists import lists_by_slugs
 from ..models import Campaign, CampaignKind, CampaignStatus, ContentFormat, MailingList
 from ..queue import enqueue_after_commit
 from .lifecycle import IllegalTransition, audit, require_transition
@@ -42,7 +43,7 @@ class SegmentIn(Schema):
                          load_default=list)
     postal_prefixes = fields.List(fields.String(validate=validate.Length(min=1, max=10)),
                                   load_default=list)
-    locales = fields.List(fields.String(validate=validate.OneOf(["en", "es"])), load_default=list)
+    locales = fields.List(fields.String(validate=validate.OneOf(LOCALES)), load_default=list)
 
 
 class VariantIn(Schema):
@@ -117,7 +118,7 @@ class NoLists(ValueError):
 
 
 def resolve_lists(session: Session, slugs: list[str]) -> list[MailingList]:
-    found = list(session.scalars(select(MailingList).where(MailingList.slug.in_(slugs))))
+    found = lists_by_slugs(session, slugs)
     missing = sorted(set(slugs) - {ml.slug for ml in found})
     if missing:
         raise UnknownLists(missing)

@@ -18,8 +18,9 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from ..audit import record
 from ..db import utcnow
-from ..models import AuditRecord, Campaign, CampaignStatus
+from ..models import Campaign, CampaignStatus
 
 S = CampaignStatus
 
@@ -46,15 +47,9 @@ class IllegalTransition(Exception):
 
 
 def audit(session: Session, actor: str, action: str, campaign_id: int, **detail: Any) -> None:
-    session.add(
-        AuditRecord(
-            actor=actor[:200],
-            action=f"campaign.{action}"[:60],
-            object_type="campaign",
-            object_id=str(campaign_id),
-            detail=detail,
-        )
-    )
+    """Audit `action` on a campaign (logged as `campaign.<action>`)."""
+    record(session, actor=actor, action=f"campaign.{action}", object_type="campaign",
+           object_id=campaign_id, detail=detail)
 
 
 def transition(

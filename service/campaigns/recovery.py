@@ -32,11 +32,11 @@ from datetime import timedelta
 
 from sqlalchemy import func, or_, select, update
 
-from .. import db
+from .. import config, db
 from ..db import utcnow
 from ..models import Batch, BatchStatus, Campaign, CampaignStatus
 from ..queue import enqueue_after_commit, task_queue
-from .sending import START_JOB, enqueue_queued_batches, finish_if_done, queue_for, settings
+from .sending import START_JOB, enqueue_queued_batches, finish_if_done, queue_for
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ WATCHDOG_JOB = "service.jobs.campaigns.watchdog"
 
 def recover() -> dict[str, int]:
     session = db.session()
-    lease = timedelta(seconds=settings().campaign_lease_seconds)
+    lease = timedelta(seconds=config.settings().campaign_lease_seconds)
     now = utcnow()
     report = {"requeued_batches": 0, "restarted_campaigns": 0, "started_campaigns": 0}
     stale = session.execute(
@@ -106,7 +106,7 @@ def schedule_watchdog() -> None:
     session.commit()  # end the read transaction whatever follows
     if not active:
         return
-    period = settings().campaign_lease_seconds
+    period = config.settings().campaign_lease_seconds
     tq = task_queue()
     if tq.redis is not None and not tq.redis.set(
         f"{tq.prefix}al:campaign-watchdog", "1", nx=True, ex=max(1, int(period * 0.9))

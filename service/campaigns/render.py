@@ -21,14 +21,16 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from flask import current_app, render_template
+from flask import render_template
 from flask_babel import force_locale
 from jinja2 import TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
+from .. import config
 from ..config import Settings
+from ..i18n import LOCALES
 from ..mail.compose import inline_css
 from ..models import Campaign, ContentFormat
 
@@ -37,7 +39,6 @@ PERSON_VARIABLES = ("first_name", "last_name", "email", "state", "postal_code")
 # Links only the layout uses; every recipient has their own.
 LINK_VARIABLES = ("unsubscribe_url", "preferences_url")
 ALL_VARIABLES = PERSON_VARIABLES + LINK_VARIABLES
-LOCALES = ("en", "es")
 
 _env = SandboxedEnvironment(autoescape=False)
 _markdown = MarkdownIt("commonmark", {"html": True}).enable("table")
@@ -122,7 +123,7 @@ def html_to_text(markup: str) -> str:
 def render_variant(
     campaign: Campaign, locale: str, settings: Settings | None = None, *, test: bool = False
 ) -> RenderedVariant:
-    settings = settings or current_app.extensions["settings"]
+    settings = settings or config.settings()
     subject_src, body_src = _content_for(campaign, locale)
     subject = " ".join(_fill(subject_src).split())
     body = _fill(body_src)

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from flask import current_app
 from sqlalchemy import exists, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
+from .. import config
 from ..bulk import one_of
 from ..config import Settings
 from ..db import commit_quickly, is_pg, utcnow
@@ -39,9 +39,9 @@ from ..mail.base import (
     PermanentMailError,
     Personalization,
     TransientMailError,
-    Transport,
 )
 from ..mail.compose import safe_name
+from ..mail.transport import transport
 from ..models import (
     Batch,
     BatchStatus,
@@ -77,16 +77,6 @@ MAX_BATCH_ATTEMPTS = 8
 START_JOB = "service.jobs.campaigns.start"
 SEND_BATCH_JOB = "service.jobs.campaigns.send_batch"
 SEND_TEST_JOB = "service.jobs.campaigns.send_test"
-
-
-def settings() -> Settings:
-    s: Settings = current_app.extensions["settings"]
-    return s
-
-
-def transport() -> Transport:
-    t: Transport = current_app.extensions["mail_transport"]
-    return t
 
 
 def queue_for(kind: CampaignKind) -> str:
@@ -198,7 +188,7 @@ def start_campaign(session: Session, campaign_id: int) -> None:
     if not transition(session, campaign_id, "start", SYSTEM):
         session.rollback()
         return
-    total = freeze_audience(session, campaign, settings().campaign_batch_size)
+    total = freeze_audience(session, campaign, config.settings().campaign_batch_size)
     audit(session, SYSTEM, "frozen", campaign_id, total=total)
     enqueue_queued_batches(session, campaign)
     session.commit()
@@ -314,7 +304,7 @@ def recheck(session: Session, list_ids: list[int], batch_id: int) -> list[Recipi
         .where(Delivery.batch_id == batch_id, Delivery.status == DeliveryStatus.queued)
         .order_by(Delivery.id)
     )]
-    hash_of = email_hasher(settings())
+    hash_of = email_hasher(config.settings())
     hashes = {r.id: hash_of(r.email) for r in rows if r.email}
     suppressed = set(session.scalars(
         select(Suppression.email_hash)
@@ -405,7 +395,7 @@ def send_batch(session: Session, batch_id: int) -> None:
         list_ids = sorted(session.scalars(
             select(campaign_lists.c.list_id).where(campaign_lists.c.campaign_id == campaign.id)))
         rows = recheck(session, list_ids, batch_id)
-        conf = settings()
+        conf = config.settings()
         by_locale: dict[str, list[Recipient]] = {}
         for row in rows:
             by_locale.setdefault(variant_locale(row.locale), []).append(row)
@@ -542,7 +532,7 @@ def send_test(session: Session, campaign_id: int, emails: list[str], actor: str)
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
         return
-    conf = settings()
+    conf = config.settings()
     list_ids = sorted(ml.id for ml in campaign.lists)
     for address in emails:
         sub = session.scalars(select(Subscriber).where(

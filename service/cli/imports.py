@@ -9,14 +9,15 @@ import time
 from pathlib import Path
 
 import click
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import db
+from ..audit import record
 from ..imports.csvfile import FileError, rows, scan
 from ..imports.export import csv_blocks, export_rows
 from ..imports.importer import CHUNK_SIZE, ChunkResult, Counts, ImportOptions, run_import
-from ..models import AuditRecord, MailingList, SubscriptionStatus
+from ..lists import list_by_slug, list_slugs
+from ..models import MailingList, SubscriptionStatus
 from ..queue import task_queue
 from ..subscribers import Evidence
 
@@ -24,9 +25,9 @@ ACTOR = "cli"
 
 
 def _list(session: Session, slug: str) -> MailingList:
-    found = session.scalars(select(MailingList).where(MailingList.slug == slug)).first()
+    found = list_by_slug(session, slug)
     if found is None:
-        known = ", ".join(session.scalars(select(MailingList.slug).order_by(MailingList.slug)))
+        known = ", ".join(list_slugs(session))
         raise click.ClickException(f"No list {slug!r} (lists: {known}).")
     return found
 
@@ -99,10 +100,9 @@ def import_command(file: Path, list_slug: str, confirmed: bool, consent_note: st
                        "Run the same command again to finish.", err=True)
             raise click.exceptions.Exit(130) from None
         bar.update(max(0, found.data_lines - done.rows))  # blank lines count on the bar
-    session.add(AuditRecord(actor=ACTOR, action="subscribers.import", object_type="list",
-                            object_id=str(mailing_list.id),
-                            detail={"file": file.name, "confirmed": confirmed,
-                                    **done.as_dict()}))
+    record(session, actor=ACTOR, action="subscribers.import", object_type="list",
+           object_id=mailing_list.id,
+           detail={"file": file.name, "confirmed": confirmed, **done.as_dict()})
     session.commit()
     elapsed = time.monotonic() - started
     click.echo(f"{summary(done)} in {elapsed:.1f}s ({done.rows / max(elapsed, 1e-6):,.0f} rows/s).")

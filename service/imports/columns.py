@@ -14,7 +14,7 @@ import io
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from .csvfile import _FIELD_OF, BLOCK, EXPORT_ONLY, FileError, header_key, read_header
+from .csvfile import BLOCK, EXPORT_ONLY, FIELD_OF, FileError, header_key, read_header
 
 # What a column may become, in the order the admin lists them.
 CHOICES: dict[str, str] = {
@@ -44,7 +44,7 @@ def guess(name: str) -> str:
     key = header_key(name)
     if not key or key in EXPORT_ONLY:
         return "ignore"
-    return _FIELD_OF.get(key, "attribute")
+    return FIELD_OF.get(key, "attribute")
 
 
 def preview(head: bytes) -> Preview:

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import IO, TYPE_CHECKING, BinaryIO
 
+from ..fields import NAME_MAX, POSTAL_MAX, FieldError, Refusal, clean_text
+from ..i18n import LOCALES
 from ..postal import normalise_postal_code, state_for
 from ..subscribers import InvalidEmail, email_key
 from .addresses import fast_normalise_email
@@ -27,8 +29,6 @@ if TYPE_CHECKING:
     from _csv import Reader
 
 BLOCK = 1 << 20
-NAME_MAX = 100
-POSTAL_MAX = 10
 ATTRIBUTE_MAX = 1000
 ATTRIBUTES_MAX = 50
 # Field size the csv module accepts: well above any sane cell, far below "the rest of the
@@ -54,13 +54,12 @@ ALIASES: dict[str, tuple[str, ...]] = {
 # Columns `actionlist export` writes that describe our own records, not the person:
 # ignored on import instead of becoming attributes, so an export imports cleanly.
 EXPORT_ONLY = frozenset({"subscribed_at", "confirmed_at", "unsubscribed_at"})
-_FIELD_OF = {alias: name for name, aliases in ALIASES.items() for alias in aliases}
+FIELD_OF = {alias: name for name, aliases in ALIASES.items() for alias in aliases}
 
 LANGUAGES = {
     "en": "en", "eng": "en", "english": "en", "ingles": "en",
     "es": "es", "spa": "es", "spanish": "es", "espanol": "es", "castellano": "es",
 }
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 _STATE = re.compile(r"[A-Z]{2}")
 
@@ -191,7 +190,7 @@ class ColumnMap:
                 continue  # an unnamed column carries nothing we could name
             if key in EXPORT_ONLY:
                 continue
-            target = _FIELD_OF.get(key)
+            target = FIELD_OF.get(key)
             slot = target or f"attribute:{key}"
             if slot in seen:
                 raise FileError(
@@ -241,15 +240,13 @@ class _Bad(ValueError):
     pass
 
 
-def _text(value: str, what: str, limit: int) -> str:
-    if not value:
-        return ""
-    if not (value.isascii() and value.isprintable()) and _CONTROL.search(value):
-        raise _Bad(f"{what} contains a line break or a control character")
-    cleaned = " ".join(value.split())
-    if len(cleaned) > limit:
-        raise _Bad(f"{what} is longer than {limit} characters")
-    return cleaned
+def _reason(error: FieldError) -> str:
+    """The import report's words for a refused cell (`error.field` names the column)."""
+    if error.refusal is Refusal.control:
+        return f"{error.field} contains a line break or a control character"
+    if error.refusal is Refusal.too_long:
+        return f"{error.field} is longer than {error.limit} characters"
+    return f"{error.field}: {error.message}"
 
 
 def _language(value: str) -> str:
@@ -263,7 +260,7 @@ def _language(value: str) -> str:
     code = header_key(value).replace("_", "-")
     found = LANGUAGES.get(code) or LANGUAGES.get(code.split("-")[0])
     if found is None:
-        raise _Bad(f"language {value.strip()[:20]!r} is not one of en, es")
+        raise _Bad(f"language {value.strip()[:20]!r} is not one of {', '.join(LOCALES)}")
     return found
 
 
@@ -337,14 +334,18 @@ def _row(line: int, email: str, cells: list[str], get: dict[str, int],
     status = cells[get["status"]].strip().lower()
     if status == "unsubscribed":
         return Problem(line, email, "marked unsubscribed in the file", refused=True)
-    first = _text(cells[get["first_name"]], "first name", NAME_MAX)
-    last = _text(cells[get["last_name"]], "last name", NAME_MAX)
-    if not first and not last and cells[get["name"]]:
-        full = _text(cells[get["name"]], "name", 2 * NAME_MAX)
-        first, _, last = full.partition(" ")
-        if len(first) > NAME_MAX or len(last) > NAME_MAX:
-            raise _Bad(f"name parts are longer than {NAME_MAX} characters")
-    postal = normalise_postal_code(_text(cells[get["postal_code"]], "postal code", POSTAL_MAX))
+    try:
+        first = clean_text(cells[get["first_name"]], "first name", NAME_MAX)
+        last = clean_text(cells[get["last_name"]], "last name", NAME_MAX)
+        if not first and not last and cells[get["name"]]:
+            full = clean_text(cells[get["name"]], "name", 2 * NAME_MAX)
+            first, _, last = full.partition(" ")
+            if len(first) > NAME_MAX or len(last) > NAME_MAX:
+                raise _Bad(f"name parts are longer than {NAME_MAX} characters")
+        postal = normalise_postal_code(
+            clean_text(cells[get["postal_code"]], "postal code", POSTAL_MAX))
+    except FieldError as exc:
+        raise _Bad(_reason(exc)) from None
     state = _state_for(postal) if postal else ""
     if not state:
         given = cells[get["state"]].strip().upper()

@@ -30,7 +30,6 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple, cast
 
-from flask import current_app
 from sqlalchemy import (
     Table,
     Text,
@@ -43,6 +42,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from .. import config
 from ..bulk import SEP, one_of, pg_column, pg_ids
 from ..config import Settings
 from ..db import commit_quickly, insert_for, is_pg, utcnow
@@ -202,7 +202,7 @@ def run_import(
     for callers that do not resume from a line (the CLI: a re-run is idempotent), and the
     same address in two chunks written at once merges in either order.
     """
-    settings: Settings = current_app.extensions["settings"]
+    settings = config.settings()
     chunks = prefetch(_chunks(items, options.chunk_size, after_line))
     try:
         if writers <= 1 or not is_pg(session):

@@ -10,11 +10,10 @@ import logging
 from datetime import timedelta
 from typing import Any, cast
 
-from flask import current_app
 from sqlalchemy import Table, and_, or_, update
 from sqlalchemy.orm import Session
 
-from ..config import Settings
+from .. import config
 from ..db import insert_for, utcnow
 from ..models import Import, ImportProblem, ImportStatus
 from ..subscribers import Evidence
@@ -35,7 +34,7 @@ def lease() -> timedelta:
     """A running import whose heartbeat (one per chunk, i.e. about every second) is older
     than this (`IMPORT_LEASE_SECONDS`) was abandoned by a killed worker: the recovery pass
     queues it again, and a retry of the job may take it over."""
-    settings: Settings = current_app.extensions["settings"]
+    settings = config.settings()
     return timedelta(seconds=settings.import_lease_seconds)
 
 

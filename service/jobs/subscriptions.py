@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import logging
 
-from flask import current_app
 from sqlalchemy import select
 
 from .. import db
-from ..mail.base import PermanentMailError, TransientMailError, Transport
+from ..mail.base import PermanentMailError, TransientMailError
 from ..mail.compose import transactional
+from ..mail.transport import transport
 from ..models import ConfirmationMail, Subscriber, Subscription, SubscriptionStatus
 from ..observability import metrics
 from ..tokens import confirm_url
 
 log = logging.getLogger(__name__)
-
-
-def transport() -> Transport:
-    t: Transport = current_app.extensions["mail_transport"]
-    return t
 
 
 def send_confirmation(subscriber_id: int, list_ids: list[int], mail_id: int | None = None) -> str:

@@ -6,10 +6,10 @@ from email.utils import parseaddr
 from typing import Any
 
 import css_inline
-from flask import current_app, render_template
+from flask import render_template
 from flask_babel import force_locale
 
-from ..config import Settings
+from .. import config
 from .base import OutgoingMail, Personalization
 
 _inliner = css_inline.CSSInliner(keep_style_tags=False)
@@ -23,7 +23,7 @@ def transactional(
     template: str, locale: str, to_email: str, to_name: str = "", **context: Any
 ) -> OutgoingMail:
     """Render `email/<template>.subject.txt`, `.html` and `.txt` into one mail."""
-    settings: Settings = current_app.extensions["settings"]
+    settings = config.settings()
     context.setdefault("org_name", settings.org_name)
     context.setdefault("org_postal_address", settings.org_postal_address)
     with force_locale(locale):

@@ -15,12 +15,13 @@ from flask import Blueprint, Response, redirect, render_template, request, url_f
 
 from .. import db
 from ..extensions import csrf, evidence, limiter, signup_limit
-from ..i18n import use_locale
+from ..i18n import LOCALES, use_locale
+from ..lists import public_lists
 from ..models import Subscriber, SubscriptionStatus
 from ..observability import metrics
 from ..subscriptions import gdpr, preferences
 from ..subscriptions import unsubscribe as unsub
-from ..subscriptions.signup import LOCALES, ValidationErrors
+from ..subscriptions.signup import ValidationErrors
 from ..tokens import (
     Purpose,
     TokenError,
@@ -173,7 +174,7 @@ def _render_preferences(subscriber: Subscriber, *, errors: dict[str, list[str]] 
     return render_template(
         "public/preferences.html",
         subscriber=subscriber,
-        lists=preferences.public_lists(session),
+        lists=public_lists(session),
         state=state,
         active=SubscriptionStatus,
         values=values or {},

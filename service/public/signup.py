@@ -8,19 +8,17 @@ from urllib.parse import urlsplit
 from flask import (
     Blueprint,
     Response,
-    current_app,
     redirect,
     render_template,
     request,
     url_for,
 )
-from sqlalchemy import select
 
-from .. import db
-from ..config import Settings
+from .. import config, db
 from ..extensions import SIGNUP_BODY_LIMIT, csrf, evidence, limiter, signup_limit
-from ..i18n import use_locale
-from ..models import MailingList, Subscriber
+from ..i18n import LOCALES, use_locale
+from ..lists import public_lists
+from ..models import Subscriber
 from ..observability import metrics
 from ..subscriptions import signup as logic
 from ..tokens import Purpose, TokenError, read_token_with_time, signed_before
@@ -28,20 +26,10 @@ from ..tokens import Purpose, TokenError, read_token_with_time, signed_before
 bp = Blueprint("subscriptions", __name__)
 
 
-def settings() -> Settings:
-    s: Settings = current_app.extensions["settings"]
-    return s
 
 
 def _locale(value: str | None) -> str:
-    return value if value in logic.LOCALES else "en"
-
-
-def public_lists(slugs: list[str] | None = None) -> list[MailingList]:
-    query = select(MailingList).where(MailingList.public).order_by(MailingList.id)
-    if slugs:
-        query = query.where(MailingList.slug.in_(slugs))
-    return list(db.session().scalars(query))
+    return value if value in LOCALES else "en"
 
 
 def allowed_redirect(target: str) -> str | None:
@@ -50,7 +38,7 @@ def allowed_redirect(target: str) -> str | None:
         return None
     parts = urlsplit(target)
     origin = f"{parts.scheme}://{parts.netloc}"
-    if parts.scheme in ("http", "https") and origin in settings().form_allowed_origins:
+    if parts.scheme in ("http", "https") and origin in config.settings().form_allowed_origins:
         return target
     return None
 
@@ -66,7 +54,7 @@ def subscribe_form() -> Any:
     lang = _locale(request.args.get("lang"))
     use_locale(lang)
     wanted = [s for s in request.args.get("lists", "").split(",") if s]
-    lists = public_lists(wanted or None)
+    lists = public_lists(db.session(), wanted or None)
     return render_template(
         "public/subscribe.html",
         lists=lists,
@@ -97,7 +85,7 @@ def subscribe_post() -> Any:
         logic.submit(db.session(), form, honeypot=f.get("website", ""),
                      evidence=lambda source: evidence("form", source))
     except logic.ValidationErrors as exc:
-        lists = public_lists()
+        lists = public_lists(db.session())
         return (
             render_template(
                 "public/subscribe.html",

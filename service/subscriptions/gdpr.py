@@ -21,9 +21,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from ..audit import record
 from ..db import utcnow
 from ..models import (
-    AuditRecord,
     Campaign,
     Delivery,
     Subscriber,
@@ -126,14 +126,13 @@ def erase(session: Session, subscriber: Subscriber, evidence: Evidence) -> None:
     elif existing.reason != SuppressionReason.erased:
         # A bounce or complaint keeps blocking; only the readable address goes.
         existing.email = ""
-    session.add(
-        AuditRecord(
-            actor=evidence.actor,  # "subscriber", or "staff:<email>" from the admin
-            action="subscriber.erase",
-            object_type="subscriber",
-            object_id=str(subscriber.id),
-            detail={"channel": evidence.endpoint or "preferences"},
-        )
+    record(
+        session,
+        actor=evidence.actor,  # "subscriber", or "staff:<email>" from the admin
+        action="subscriber.erase",
+        object_type="subscriber",
+        object_id=subscriber.id,
+        detail={"channel": evidence.endpoint or "preferences"},
     )
     # Campaign ledgers keep their rows (counts stay exact) but no longer name the person;
     # deliveries have no foreign key to do this (see `Delivery`).

@@ -15,12 +15,13 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..config import Settings
+from .. import config
 from ..db import utcnow
+from ..fields import NAME_MAX, POSTAL_MAX, FieldError, check_locale
+from ..lists import public_lists
 from ..models import ConfirmationMail, MailingList, Subscriber, Subscription, SubscriptionStatus
 from ..postal import normalise_postal_code, state_for
 from ..queue import MAIL_RETRY, enqueue_after_commit
@@ -32,14 +33,7 @@ from ..subscribers import (
     normalise_email,
     record_consent,
 )
-from .signup import (
-    LOCALES,
-    NAME_MAX,
-    POSTAL_MAX,
-    ValidationErrors,
-    _clean_text,
-    may_send_confirmation,
-)
+from .signup import ValidationErrors, may_send_confirmation
 from .unsubscribe import unsubscribe
 
 
@@ -82,12 +76,6 @@ class Applied:
         return bool(self.subscribed or self.unsubscribed or self.profile)
 
 
-def public_lists(session: Session) -> list[MailingList]:
-    return list(
-        session.scalars(select(MailingList).where(MailingList.public).order_by(MailingList.id))
-    )
-
-
 def current_state(session: Session, subscriber: Subscriber) -> dict[int, SubscriptionStatus]:
     return {
         sub.list_id: sub.status
@@ -99,12 +87,14 @@ def current_state(session: Session, subscriber: Subscriber) -> dict[int, Subscri
 
 def validate(session: Session, form: PreferencesForm) -> Validated:
     errors = ValidationErrors()
-    first = _clean_text(errors, "first_name", form.first_name, NAME_MAX)
-    last = _clean_text(errors, "last_name", form.last_name, NAME_MAX)
-    postal = normalise_postal_code(_clean_text(errors, "postal_code", form.postal_code, POSTAL_MAX))
-    lang = form.lang if form.lang in LOCALES else ""
-    if not lang:
-        errors.add("lang", "Must be one of: en, es.")
+    first = errors.clean_text("first_name", form.first_name, NAME_MAX)
+    last = errors.clean_text("last_name", form.last_name, NAME_MAX)
+    postal = normalise_postal_code(errors.clean_text("postal_code", form.postal_code, POSTAL_MAX))
+    lang = ""
+    try:
+        lang = check_locale(form.lang, "lang")
+    except FieldError as exc:
+        errors.refused(exc)
     by_slug = {ml.slug: ml for ml in public_lists(session)}
     unknown = [s for s in form.lists if s not in by_slug]
     if unknown:
@@ -178,7 +168,7 @@ def apply(
 def request_link(session: Session, raw_email: str) -> LinkOutcome:
     """Queue a mail with a fresh preferences link. The caller commits; the outcome is
     for metrics only and must never be shown to the person asking."""
-    settings: Settings = current_app.extensions["settings"]
+    settings = config.settings()
     try:
         email = normalise_email(raw_email)
     except InvalidEmail:

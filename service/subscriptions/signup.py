@@ -8,19 +8,19 @@ bombing). The outcome only feeds metrics.
 from __future__ import annotations
 
 import enum
-import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from flask import current_app
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from .. import config
 from ..config import Settings
 from ..db import is_pg, utcnow
+from ..fields import NAME_MAX, POSTAL_MAX, FieldError, check_locale, clean_text
+from ..lists import ListRef, public_list_refs
 from ..models import (
     ConfirmationMail,
     MailingList,
@@ -43,11 +43,7 @@ from ..subscribers import (
     record_consent,
 )
 
-LOCALES = ("en", "es")
-NAME_MAX = 100
-POSTAL_MAX = 10
 SOURCE_MAX = 500
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # The job that mails the confirmation link (enqueued by name: no domain module imports a job).
@@ -92,61 +88,16 @@ class ValidationErrors(Exception):
     def add(self, name: str, message: str) -> None:
         self.errors.setdefault(name, []).append(message)
 
+    def refused(self, error: FieldError) -> None:
+        self.add(error.field, error.message)
 
-def _clean_text(errors: ValidationErrors, name: str, value: object, limit: int) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        errors.add(name, "Must be text.")
-        return ""
-    if _CONTROL.search(value):
-        errors.add(name, "Must not contain line breaks or control characters.")
-        return ""
-    cleaned = " ".join(value.split())
-    if len(cleaned) > limit:
-        errors.add(name, f"At most {limit} characters.")
-        return ""
-    return cleaned
-
-
-@dataclass(frozen=True)
-class ListRef:
-    """A public list a signup names."""
-
-    id: int
-    slug: str
-
-
-# How long a web process trusts what it last read of the public lists. Every signup
-# names lists, and reading them was a quarter of a signup's time; a list made private
-# (or renamed) is still accepted by a process for at most this long after the change.
-# An unknown slug is always looked up again, so a new list works at once.
-PUBLIC_LISTS_SECONDS = 5.0
-
-
-@dataclass
-class _PublicListCache:
-    read_at: float = float("-inf")
-    by_slug: dict[str, ListRef] = field(default_factory=dict)
-
-
-def signup_lists(session: Session, slugs: list[str]) -> dict[str, ListRef]:
-    """The public lists among `slugs`, by slug (read at most every few seconds)."""
-    cache: _PublicListCache = current_app.extensions.setdefault("public_lists",
-                                                                _PublicListCache())
-    now = time.monotonic()
-    if now - cache.read_at > PUBLIC_LISTS_SECONDS or any(s not in cache.by_slug for s in slugs):
-        cache.by_slug = {
-            slug: ListRef(int(list_id), slug) for list_id, slug in session.execute(
-                select(MailingList.id, MailingList.slug).where(MailingList.public))
-        }
-        cache.read_at = now
-    return {slug: cache.by_slug[slug] for slug in slugs if slug in cache.by_slug}
-
-
-def forget_public_lists() -> None:
-    """Drop this process's copy of the public lists (after a list is created or edited)."""
-    current_app.extensions.pop("public_lists", None)
+    def clean_text(self, name: str, value: object, limit: int) -> str:
+        """`value` by the shared field rules, or "" with the refusal recorded here."""
+        try:
+            return clean_text(value, name, limit)
+        except FieldError as exc:
+            self.refused(exc)
+            return ""
 
 
 def validate(session: Session, form: SignupForm) -> Validated:
@@ -157,13 +108,15 @@ def validate(session: Session, form: SignupForm) -> Validated:
         email = normalise_email(form.email)
     except ValueError as exc:
         errors.add("email", str(exc))
-    first = _clean_text(errors, "first_name", form.first_name, NAME_MAX)
-    last = _clean_text(errors, "last_name", form.last_name, NAME_MAX)
-    postal = normalise_postal_code(_clean_text(errors, "postal_code", form.postal_code, POSTAL_MAX))
-    source = _clean_text(errors, "source", form.source, SOURCE_MAX)
-    lang = form.lang or "en"
-    if lang not in LOCALES:
-        errors.add("lang", "Must be one of: en, es.")
+    first = errors.clean_text("first_name", form.first_name, NAME_MAX)
+    last = errors.clean_text("last_name", form.last_name, NAME_MAX)
+    postal = normalise_postal_code(errors.clean_text("postal_code", form.postal_code, POSTAL_MAX))
+    source = errors.clean_text("source", form.source, SOURCE_MAX)
+    lang = ""
+    try:
+        lang = check_locale(form.lang or "en", "lang")
+    except FieldError as exc:
+        errors.refused(exc)
     slugs = form.lists
     if not isinstance(slugs, list) or not all(isinstance(s, str) for s in slugs):
         errors.add("lists", "Must be a list of list names.")
@@ -175,7 +128,7 @@ def validate(session: Session, form: SignupForm) -> Validated:
     elif len(slugs) > 20:
         errors.add("lists", "Too many lists.")
     else:
-        found = signup_lists(session, slugs)
+        found = public_list_refs(session, slugs)
         unknown = [s for s in dict.fromkeys(slugs) if s not in found]
         if unknown:
             errors.add("lists", f"Unknown list: {', '.join(u[:64] for u in unknown)}.")
@@ -303,7 +256,7 @@ def _signup_new_address_pg(session: Session, data: Validated, list_ids: list[int
 
 def signup(session: Session, data: Validated, evidence: Evidence) -> Outcome:
     """Record the signup and queue a confirmation mail. The caller commits."""
-    settings: Settings = current_app.extensions["settings"]
+    settings = config.settings()
     if is_pg(session) and settings.confirm_mail_max_per_day > 0:
         list_ids = [ml.id for ml in data.lists]
         new = _signup_new_address_pg(session, data, list_ids, evidence)

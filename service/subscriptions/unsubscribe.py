@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..db import utcnow
+from ..lists import lists_by_ids
 from ..models import MailingList, Subscriber, Subscription, SubscriptionStatus
 from ..subscribers import Evidence, record_consent
 
@@ -52,14 +53,7 @@ def load_scope(session: Session, subscriber_id: int, list_ids: list[int]) -> Sco
     subscriber = session.get(Subscriber, subscriber_id)
     if subscriber is None:
         return None
-    lists: list[MailingList] = []
-    if list_ids:
-        lists = list(
-            session.scalars(
-                select(MailingList).where(MailingList.id.in_(list_ids)).order_by(MailingList.id)
-            )
-        )
-    return Scope(subscriber, lists)
+    return Scope(subscriber, lists_by_ids(session, list_ids))
 
 
 def subscriptions_of(

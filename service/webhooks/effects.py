@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from flask import current_app
 from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
+from .. import config
 from ..config import Settings
 from ..db import insert_for, utcnow
 from ..models import (
@@ -142,7 +142,7 @@ def process_pending_events(session: Session) -> int:
 
 
 def apply_events(session: Session, events: list[ParsedEvent]) -> Counter[tuple[str, str]]:
-    settings: Settings = current_app.extensions["settings"]
+    settings = config.settings()
     known_campaigns = _existing_campaigns(session, {e.campaign_id for e in events})
     outcomes: Counter[tuple[str, str]] = Counter()
     for_stats = [e for e in events if e.campaign_id in known_campaigns]

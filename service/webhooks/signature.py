@@ -12,6 +12,7 @@ from cryptography.exceptions import InvalidSignature
 from flask import Flask, current_app
 from sendgrid.helpers.eventwebhook import EventWebhook
 
+from .. import config
 from ..config import Settings
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def build_verifier(settings: Settings) -> Verifier | None:
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["webhook_verifier"] = build_verifier(app.extensions["settings"])
+    app.extensions["webhook_verifier"] = build_verifier(config.settings(app))
 
 
 def verifier() -> Verifier | None:
