@@ -10,17 +10,10 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 from sqlalchemy import select
 
 from .. import db
-from ..audit import record
 from ..auth import require_role
-from ..models import (
-    Campaign,
-    Role,
-    Subscriber,
-    SubscriberStatus,
-    Suppression,
-    SuppressionReason,
-)
-from ..subscribers import InvalidEmail, email_hash, email_key, normalise_email
+from ..models import Campaign, Role, Suppression, SuppressionReason
+from ..subscribers import InvalidEmail
+from ..suppressions import AlreadySuppressed, ErasureIsFinal, lift, suppress_by_hand
 from ..webhooks.stats import campaign_stats
 
 suppressions_blp = Blueprint(
@@ -74,6 +67,10 @@ def _suppression_dict(s: Suppression) -> dict[str, Any]:
             "source": s.source, "note": s.note, "created_at": s.created_at}
 
 
+def _actor() -> str:
+    return str(g.get("actor", "staff"))
+
+
 def _errors(status: int, field: str, message: str) -> Any:
     response = jsonify({"errors": {field: [message]}})
     response.status_code = status
@@ -105,21 +102,13 @@ def list_suppressions(args: dict[str, Any]) -> Any:
 @suppressions_blp.response(201, SuppressionOut)
 def add_suppression(data: dict[str, Any]) -> Any:
     """Suppress an address by hand (reason `manual`); 409 if it is already suppressed."""
+    session = db.session()
     try:
-        email = normalise_email(data["email"])
+        suppression = suppress_by_hand(session, data["email"], data["note"], _actor())
     except InvalidEmail as exc:
         return _errors(422, "email", str(exc))
-    session = db.session()
-    digest = email_hash(email)
-    if session.scalar(select(Suppression.id).where(Suppression.email_hash == digest)):
-        return _errors(409, "email", "This address is already suppressed.")
-    suppression = Suppression(email_hash=digest, email=email, reason=SuppressionReason.manual,
-                              source=str(g.get("actor", "staff"))[:100], note=data["note"])
-    session.add(suppression)
-    session.flush()
-    record(session, actor=g.get("actor", "staff"), action="suppression.add",
-           object_type="suppression", object_id=suppression.id,
-           detail={"reason": "manual", "note": data["note"]})
+    except AlreadySuppressed as exc:
+        return _errors(409, "email", str(exc))
     session.commit()
     return _suppression_dict(suppression)
 
@@ -143,26 +132,10 @@ def remove_suppression(suppression_id: int) -> Any:
     suppression = session.get(Suppression, suppression_id)
     if suppression is None:
         abort(404, description="No such suppression.")
-    if suppression.reason == SuppressionReason.erased:
-        return _errors(409, "reason", "An erasure cannot be undone.")
-    subscriber: Subscriber | None = None
-    if suppression.email:
-        subscriber = session.scalars(
-            select(Subscriber)
-            .where(Subscriber.email_key == email_key(suppression.email))
-            .execution_options(populate_existing=True)
-        ).first()
-    reactivated = False
-    if subscriber is not None and subscriber.status != SubscriberStatus.active:
-        subscriber.status = SubscriberStatus.active
-        reactivated = True
-    record(
-        session, actor=g.get("actor", "staff"), action="suppression.remove",
-        object_type="suppression", object_id=suppression.id,
-        detail={"reason": raw["reason"], "suppression_reason": suppression.reason.value,
-                "email_hash": suppression.email_hash, "subscriber_reactivated": reactivated},
-    )
-    session.delete(suppression)
+    try:
+        lift(session, suppression, raw["reason"], _actor())
+    except ErasureIsFinal as exc:
+        return _errors(409, "reason", str(exc))
     session.commit()
     return ""
 
