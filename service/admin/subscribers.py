@@ -15,11 +15,11 @@ from ..lists import all_lists
 from ..models import Role, Subscriber, Subscription, SubscriptionStatus
 from ..subscribers import Evidence, is_suppressed
 from ..subscriptions.gdpr import erase
+from ..subscriptions.staff_changes import FormErrors, add_by_hand, read_profile, unsubscribe
+from ..subscriptions.staff_changes import update_profile as apply_profile
 from . import queries
 from .access import actor, audit, staff_required
 from .blueprint import bp
-from .subscriber_changes import FormErrors, add_by_hand, read_profile, unsubscribe
-from .subscriber_changes import update_profile as apply_profile
 
 
 def staff_evidence(endpoint: str) -> Evidence:
