@@ -13,7 +13,7 @@ from sqlalchemy.orm import selectinload
 from .. import db
 from ..auth import require_role
 from ..models import MailingList, Role, Subscriber, Subscription, SubscriptionStatus
-from ..subscribers import email_key
+from ..subscribers import consent_record_data, email_key
 from .schemas import SubscriberDetailOut, SubscriberPageOut
 
 blp = Blueprint("subscribers_api", __name__, url_prefix="/api/v1", description="Subscribers")
@@ -51,20 +51,7 @@ def subscriber_dict(s: Subscriber, *, detail: bool = False) -> dict[str, Any]:
     if detail:
         data["attributes"] = s.attributes
         data["consent_records"] = [
-            {
-                "id": c.id,
-                "action": c.action,
-                "list": c.mailing_list.slug if c.mailing_list else None,
-                "at": c.at,
-                "ip": c.ip,
-                "user_agent": c.user_agent,
-                "source": c.source,
-                "endpoint": c.endpoint,
-                "consent_text_version": c.consent_text_version,
-                "actor": c.actor,
-                "note": c.note,
-            }
-            for c in s.consent_records
+            {"id": c.id, **consent_record_data(c)} for c in s.consent_records
         ]
     return data
 
