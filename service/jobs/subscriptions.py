@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from sqlalchemy import select
 
@@ -35,17 +36,26 @@ def send_confirmation(subscriber_id: int, list_ids: list[int], mail_id: int | No
     if not pending:
         return "nothing pending"
     ids = [s.list_id for s in pending]
-    mail = transactional(
+    mail = _mail_to(
+        subscriber,
         "confirm",
-        subscriber.locale,
-        subscriber.email,
-        subscriber.first_name,
-        first_name=subscriber.first_name,
         lists=[s.mailing_list.name_for(subscriber.locale) for s in pending],
         confirm_url=confirm_url(subscriber.id, ids),
     )
     return _send_and_record(
         mail, "confirm", "confirmation", subscriber_id, mail_id, sent_note="sent"
+    )
+
+
+def _mail_to(subscriber: Subscriber, template: str, **context: Any) -> OutgoingMail:
+    """The transactional mail `template`, addressed to the subscriber in their language."""
+    return transactional(
+        template,
+        subscriber.locale,
+        subscriber.email,
+        subscriber.first_name,
+        first_name=subscriber.first_name,
+        **context,
     )
 
 
@@ -94,14 +104,7 @@ def send_preferences_link(subscriber_id: int, mail_id: int | None = None) -> str
     subscriber = session.get(Subscriber, subscriber_id)
     if subscriber is None:
         return "subscriber gone"
-    mail = transactional(
-        "preferences_link",
-        subscriber.locale,
-        subscriber.email,
-        subscriber.first_name,
-        first_name=subscriber.first_name,
-        preferences_url=preferences_url(subscriber.id),
-    )
+    mail = _mail_to(subscriber, "preferences_link", preferences_url=preferences_url(subscriber.id))
     return _send_and_record(
         mail,
         "preferences_link",
