@@ -30,7 +30,7 @@ from ..i18n import LOCALES
 from ..lists import all_lists
 from ..models import Campaign, CampaignKind, CampaignStatus, ContentFormat, Role
 from ..webhooks.stats import FIGURES, campaign_stats
-from .access import actor, staff_required
+from .access import actor, found, staff_required
 from .blueprint import bp
 from .charts import bar_chart
 
@@ -138,12 +138,9 @@ def load_form(values: dict[str, Any], *, partial: bool = False) -> tuple[dict[st
 
 
 def _get(campaign_id: int) -> Campaign:
-    campaign = db.session().scalars(
+    return found(db.session().scalars(
         select(Campaign).where(Campaign.id == campaign_id).options(selectinload(Campaign.lists))
-    ).first()
-    if campaign is None:
-        abort(404)
-    return campaign
+    ).first())
 
 
 @bp.get("/campaigns")

@@ -18,7 +18,7 @@ from ..subscriptions.gdpr import erase
 from ..subscriptions.staff_changes import FormErrors, add_by_hand, read_profile, unsubscribe
 from ..subscriptions.staff_changes import update_profile as apply_profile
 from . import queries
-from .access import actor, audit, staff_required
+from .access import actor, audit, found, staff_required
 from .blueprint import bp
 
 
@@ -38,17 +38,14 @@ def _int_arg(name: str) -> int | None:
 
 
 def _load(subscriber_id: int) -> Subscriber:
-    subscriber = db.session().scalars(
+    return found(db.session().scalars(
         select(Subscriber)
         .where(Subscriber.id == subscriber_id)
         .options(
             selectinload(Subscriber.subscriptions).joinedload(Subscription.mailing_list),
             selectinload(Subscriber.consent_records),
         )
-    ).first()
-    if subscriber is None:
-        abort(404)
-    return subscriber
+    ).first())
 
 
 @bp.get("/subscribers")
