@@ -31,6 +31,7 @@ from ..campaigns.drafts import (
 )
 from ..campaigns.sending import counts
 from ..models import Campaign, Role
+from .refusals import refused_as
 
 blp = Blueprint("campaigns_api", __name__, url_prefix="/api/v1", description="Campaigns")
 
@@ -63,11 +64,8 @@ def _get(campaign_id: int) -> Campaign:
 @blp.arguments(CampaignIn)
 def create_campaign(data: dict[str, Any]) -> Any:
     session = db.session()
-    try:
+    with refused_as(UnknownLists, 422, "lists"):
         campaign = create_draft(session, data, g.actor)
-    except UnknownLists as exc:
-        session.rollback()
-        abort(422, errors={"lists": [str(exc)]})
     session.commit()
     return campaign_out(campaign), 201
 
@@ -91,14 +89,8 @@ def get_campaign(campaign_id: int) -> Any:
 def edit_campaign(data: dict[str, Any], campaign_id: int) -> Any:
     session = db.session()
     campaign = _get(campaign_id)
-    try:
+    with refused_as(NotADraft, 409), refused_as(UnknownLists, 422, "lists"):
         edit_draft(session, campaign, data, g.actor)
-    except NotADraft as exc:
-        session.rollback()
-        abort(409, message=str(exc))
-    except UnknownLists as exc:
-        session.rollback()
-        abort(422, errors={"lists": [str(exc)]})
     session.commit()
     return campaign_out(campaign)
 
@@ -112,14 +104,8 @@ def get_audience(campaign_id: int) -> Any:
 def _act(campaign_id: int, action: str, **kwargs: Any) -> Any:
     session = db.session()
     campaign = _get(campaign_id)
-    try:
+    with refused_as(NoLists, 422, "lists"), refused_as(IllegalTransition, 409):
         act(session, campaign, action, g.actor, kwargs.get("send_at"))
-    except NoLists as exc:
-        session.rollback()
-        abort(422, errors={"lists": [str(exc)]})
-    except IllegalTransition as exc:
-        session.rollback()
-        abort(409, message=str(exc))
     session.commit()
     return campaign_out(campaign), 202
 
