@@ -14,6 +14,7 @@ from .. import db
 from ..auth import require_role
 from ..models import MailingList, Role, Subscriber, Subscription, SubscriptionStatus
 from ..subscribers import consent_record_data, email_key
+from .paging import offset_page
 from .schemas import SubscriberDetailOut, SubscriberPageOut
 
 blp = Blueprint("subscribers_api", __name__, url_prefix="/api/v1", description="Subscribers")
@@ -75,18 +76,7 @@ def list_subscribers(args: dict[str, Any]) -> Any:
         if args.get("status"):
             sub_filter = sub_filter.where(Subscription.status == args["status"])
         query = query.where(Subscriber.id.in_(sub_filter))
-    page, per_page = args["page"], args["per_page"]
-    rows = list(
-        db.session().scalars(
-            query.order_by(Subscriber.id.desc()).offset((page - 1) * per_page).limit(per_page + 1)
-        )
-    )
-    return {
-        "items": [subscriber_dict(s) for s in rows[:per_page]],
-        "page": page,
-        "per_page": per_page,
-        "has_more": len(rows) > per_page,
-    }
+    return offset_page(query, Subscriber.id, args, subscriber_dict)
 
 
 @blp.route("/subscribers/<int:subscriber_id>", methods=["GET"])

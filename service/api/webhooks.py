@@ -15,6 +15,7 @@ from ..models import Campaign, Role, Suppression, SuppressionReason
 from ..subscribers import InvalidEmail
 from ..suppressions import AlreadySuppressed, ErasureIsFinal, lift, suppress_by_hand
 from ..webhooks.stats import campaign_stats
+from .paging import offset_page
 
 suppressions_blp = Blueprint(
     "suppressions_api", __name__, url_prefix="/api/v1", description="Suppression list (admin)"
@@ -87,12 +88,7 @@ def list_suppressions(args: dict[str, Any]) -> Any:
     query = select(Suppression)
     if args.get("reason"):
         query = query.where(Suppression.reason == args["reason"])
-    page, per_page = args["page"], args["per_page"]
-    rows = list(db.session().scalars(
-        query.order_by(Suppression.id.desc()).offset((page - 1) * per_page).limit(per_page + 1)
-    ))
-    return {"items": [_suppression_dict(s) for s in rows[:per_page]], "page": page,
-            "per_page": per_page, "has_more": len(rows) > per_page}
+    return offset_page(query, Suppression.id, args, _suppression_dict)
 
 
 @suppressions_blp.route("/suppressions", methods=["POST"])
