@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import g
-from flask_smorest import Blueprint, abort
+from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from .. import db
@@ -31,7 +31,7 @@ from ..campaigns.drafts import (
 )
 from ..campaigns.sending import counts
 from ..models import Campaign, Role
-from .refusals import refused_as
+from .refusals import found, refused_as
 
 blp = Blueprint("campaigns_api", __name__, url_prefix="/api/v1", description="Campaigns")
 
@@ -52,11 +52,7 @@ def campaign_out(c: Campaign) -> dict[str, Any]:
 
 
 def _get(campaign_id: int) -> Campaign:
-    campaign = db.session().get(Campaign, campaign_id)
-    if campaign is None:
-        abort(404, message="No such campaign.")
-    assert campaign is not None
-    return campaign
+    return found(db.session().get(Campaign, campaign_id), "No such campaign.")
 
 
 @blp.route("/campaigns", methods=["POST"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
@@ -15,6 +14,7 @@ from ..auth import require_role
 from ..models import MailingList, Role, Subscriber, Subscription, SubscriptionStatus
 from ..subscribers import consent_record_data, email_key
 from .paging import offset_page
+from .refusals import found
 from .schemas import SubscriberDetailOut, SubscriberPageOut
 
 blp = Blueprint("subscribers_api", __name__, url_prefix="/api/v1", description="Subscribers")
@@ -85,7 +85,5 @@ def list_subscribers(args: dict[str, Any]) -> Any:
 @blp.response(200, SubscriberDetailOut)
 def get_subscriber(subscriber_id: int) -> Any:
     """One subscriber with subscriptions and the consent ledger."""
-    subscriber = db.session().get(Subscriber, subscriber_id)
-    if subscriber is None:
-        abort(404, description="No such subscriber.")
+    subscriber = found(db.session().get(Subscriber, subscriber_id), "No such subscriber.")
     return subscriber_dict(subscriber, detail=True)

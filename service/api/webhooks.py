@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, g, jsonify, request
+from flask import g, jsonify, request
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
 from sqlalchemy import select
@@ -16,6 +16,7 @@ from ..subscribers import InvalidEmail
 from ..suppressions import AlreadySuppressed, ErasureIsFinal, lift, suppress_by_hand
 from ..webhooks.stats import campaign_stats
 from .paging import offset_page
+from .refusals import found
 
 suppressions_blp = Blueprint(
     "suppressions_api", __name__, url_prefix="/api/v1", description="Suppression list (admin)"
@@ -125,9 +126,7 @@ def remove_suppression(suppression_id: int) -> Any:
     if errors:
         return _errors(422, "reason", "Give a reason (at least 3 characters) for removing it.")
     session = db.session()
-    suppression = session.get(Suppression, suppression_id)
-    if suppression is None:
-        abort(404, description="No such suppression.")
+    suppression = found(session.get(Suppression, suppression_id), "No such suppression.")
     try:
         lift(session, suppression, raw["reason"], _actor())
     except ErasureIsFinal as exc:
@@ -143,6 +142,5 @@ def get_campaign_stats(campaign_id: int) -> Any:
     """Delivered, opens (total/unique), clicks (total/unique), bounces, spam reports,
     unsubscribes: totals, hourly buckets (UTC) and the most-clicked links."""
     session = db.session()
-    if session.get(Campaign, campaign_id) is None:
-        abort(404, description="No such campaign.")
+    found(session.get(Campaign, campaign_id), "No such campaign.")
     return jsonify(campaign_stats(session, campaign_id))
