@@ -113,22 +113,18 @@ def send_campaign(data: dict[str, Any], campaign_id: int) -> Any:
     return _act(campaign_id, "send", send_at=data.get("send_at"))
 
 
-@blp.route("/campaigns/<int:campaign_id>/pause", methods=["POST"])
-@require_role(Role.campaigner)
-def pause_campaign(campaign_id: int) -> Any:
-    return _act(campaign_id, "pause")
+def _action_route(action: str) -> None:
+    """`POST /campaigns/<id>/<action>` (endpoint `<action>_campaign`) for a bare action."""
+
+    @blp.route(f"/campaigns/<int:campaign_id>/{action}", methods=["POST"],
+               endpoint=f"{action}_campaign")
+    @require_role(Role.campaigner)
+    def view(campaign_id: int) -> Any:
+        return _act(campaign_id, action)
 
 
-@blp.route("/campaigns/<int:campaign_id>/resume", methods=["POST"])
-@require_role(Role.campaigner)
-def resume_campaign(campaign_id: int) -> Any:
-    return _act(campaign_id, "resume")
-
-
-@blp.route("/campaigns/<int:campaign_id>/cancel", methods=["POST"])
-@require_role(Role.campaigner)
-def cancel_campaign(campaign_id: int) -> Any:
-    return _act(campaign_id, "cancel")
+for _action in ("pause", "resume", "cancel"):
+    _action_route(_action)
 
 
 @blp.route("/campaigns/<int:campaign_id>/test", methods=["POST"])
