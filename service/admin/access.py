@@ -112,6 +112,11 @@ def found(row: R | None) -> R:
     return row
 
 
+def found_by_id(model: type[R], ident: int, *options: Any) -> R:
+    """The row of `model` with this id, loaded with `options`, or the 404 page."""
+    return found(db.session().scalars(select(model).filter_by(id=ident).options(*options)).first())
+
+
 def audit(action: str, object_type: str, object_id: object = "", **detail: Any) -> None:
     """Append to the audit log (committed with the change it describes)."""
     record(db.session(), actor=actor(), action=action, object_type=object_type,

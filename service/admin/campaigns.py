@@ -31,7 +31,7 @@ from ..i18n import LOCALES
 from ..lists import all_lists
 from ..models import Campaign, CampaignKind, CampaignStatus, ContentFormat, Role
 from ..webhooks.stats import FIGURES, campaign_stats
-from .access import actor, found, staff_required
+from .access import actor, found_by_id, staff_required
 from .blueprint import bp
 from .charts import bar_chart
 
@@ -139,9 +139,7 @@ def load_form(values: dict[str, Any], *, partial: bool = False) -> tuple[dict[st
 
 
 def _get(campaign_id: int) -> Campaign:
-    return found(db.session().scalars(
-        select(Campaign).where(Campaign.id == campaign_id).options(selectinload(Campaign.lists))
-    ).first())
+    return found_by_id(Campaign, campaign_id, selectinload(Campaign.lists))
 
 
 @bp.get("/campaigns")
