@@ -148,6 +148,22 @@ def consent_fields(
     }
 
 
+def consent_record_data(record: ConsentRecord) -> dict[str, Any]:
+    """One ledger record as plain data (the API's detail view and the GDPR export)."""
+    return {
+        "action": record.action,
+        "list": record.mailing_list.slug if record.mailing_list else None,
+        "at": record.at,
+        "ip": record.ip,
+        "user_agent": record.user_agent,
+        "source": record.source,
+        "endpoint": record.endpoint,
+        "consent_text_version": record.consent_text_version,
+        "actor": record.actor,
+        "note": record.note,
+    }
+
+
 def suppressed_hashes(session: Session, hashes: Collection[str]) -> dict[str, SuppressionReason]:
     """Bulk `is_erased_or_suppressed`: which of these `email_hash` values are suppressed
     (erased included), with the reason."""

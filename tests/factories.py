@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -52,6 +52,20 @@ if TYPE_CHECKING:
 PASSWORD = "correct horse battery staple"
 
 
+Row = TypeVar("Row")
+
+
+def _stored(row: Row, commit: bool, *, flush: bool = False) -> Row:
+    """Add `row` to the session and commit; with `commit=False`, flush only if asked."""
+    session = db.session()
+    session.add(row)
+    if commit:
+        session.commit()
+    elif flush:
+        session.flush()
+    return row
+
+
 # ---------------------------------------------------------------- lists
 
 
@@ -74,12 +88,8 @@ def list_ids(*slugs: str) -> list[int]:
 
 
 def new_list(slug: str, name_en: str, *, public: bool = True, commit: bool = True) -> MailingList:
-    session = db.session()
     row = MailingList(slug=slug, name_en=name_en, public=public)
-    session.add(row)
-    if commit:
-        session.commit()
-    return row
+    return _stored(row, commit)
 
 
 # ---------------------------------------------------------------- subscribers
@@ -150,13 +160,9 @@ def consent_record(
     **fields: str,
 ) -> ConsentRecord:
     """One entry of the consent ledger (`fields`: ip, source, actor, note, …)."""
-    session = db.session()
     row = ConsentRecord(subscriber_id=person.id, action=action,
                         list_id=mailing_list(list_slug).id if list_slug else None, **fields)
-    session.add(row)
-    if commit:
-        session.commit()
-    return row
+    return _stored(row, commit)
 
 
 def subscribers(
@@ -222,13 +228,9 @@ def suppression(
 ) -> Suppression:
     """`email` on the suppression list, by its keyed hash (or `digest`); the address is
     kept readable unless `keep_address` is False (as for an erasure)."""
-    session = db.session()
     row = Suppression(email_hash=digest or email_hash(email),
                       email=email if keep_address else "", reason=reason, source=source)
-    session.add(row)
-    if commit:
-        session.commit()
-    return row
+    return _stored(row, commit)
 
 
 # ---------------------------------------------------------------- staff
@@ -268,15 +270,9 @@ def campaign(
     commit: bool = True,
 ) -> Campaign:
     """A campaign row as it is stored (no validation, no audit record, no job)."""
-    session = db.session()
     row = Campaign(name=name, kind=kind, subject=subject, body=body, status=status,
                    lists=[mailing_list(slug) for slug in lists])
-    session.add(row)
-    if commit:
-        session.commit()
-    else:
-        session.flush()
-    return row
+    return _stored(row, commit, flush=True)
 
 
 def delivery(
@@ -290,13 +286,9 @@ def delivery(
     commit: bool = True,
 ) -> Delivery:
     """One recipient's row of a campaign's ledger."""
-    session = db.session()
     row = Delivery(campaign_id=campaign_id, subscriber_id=subscriber_id, status=status,
                    message_id=message_id, event_status=event_status, batch_id=batch_id)
-    session.add(row)
-    if commit:
-        session.commit()
-    return row
+    return _stored(row, commit)
 
 
 @dataclass
@@ -325,22 +317,14 @@ def sent_campaign(n: int = 2, lists: tuple[str, ...] = ("action-alerts",)) -> Se
 def event_stat(campaign_id: int, hour: datetime, event: str, count: int, *,
                commit: bool = True) -> CampaignEventStat:
     """A campaign's webhook events of one kind in one hour, as the aggregation stores them."""
-    session = db.session()
     row = CampaignEventStat(campaign_id=campaign_id, hour=hour, event=event, count=count)
-    session.add(row)
-    if commit:
-        session.commit()
-    return row
+    return _stored(row, commit)
 
 
 def link_stat(campaign_id: int, url: str, clicks: int, *, url_hash: str = "a" * 64,
               commit: bool = True) -> CampaignLinkStat:
-    session = db.session()
     row = CampaignLinkStat(campaign_id=campaign_id, url_hash=url_hash, url=url, clicks=clicks)
-    session.add(row)
-    if commit:
-        session.commit()
-    return row
+    return _stored(row, commit)
 
 
 # ---------------------------------------------------------------- imports
@@ -357,12 +341,6 @@ def import_record(
     commit: bool = True,
 ) -> Import:
     """An import's row (no file parts): what the recovery pass looks at."""
-    session = db.session()
     row = Import(list_id=list_id(list_slug), filename=filename, status=status,
                  heartbeat_at=heartbeat_at, attempts=attempts, created_at=created_at or utcnow())
-    session.add(row)
-    if commit:
-        session.commit()
-    else:
-        session.flush()
-    return row
+    return _stored(row, commit, flush=True)

@@ -8,9 +8,14 @@ Redis backend; with `CI=true` both are required.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
+
+from service import PROJECT_ROOT
 
 CI = os.environ.get("CI", "").lower() == "true"
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
@@ -19,6 +24,15 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
 
 def backends() -> list[str]:
     return ["sqlite", "postgres"] if (PG_URL and REDIS_URL) else ["sqlite"]
+
+
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """worker.py in a process group of its own (RQ forks its scheduler into it), so the
+    whole group can be signalled; its output is appended to `log`."""
+    with log.open("ab") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, str(PROJECT_ROOT / "worker.py")], env=env,
+                                cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
 
 
 def run_cli(app: Flask, *args: str) -> Any:

@@ -31,6 +31,7 @@ from ..models import Role, User
 from .blueprint import bp
 
 F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R")
 
 LOGIN_RATE_LIMIT = "10/minute"
 MIN_PASSWORD_LENGTH = 10
@@ -102,6 +103,18 @@ def can(role: str) -> bool:
 @bp.app_context_processor
 def _admin_helpers() -> dict[str, Any]:
     return {"can": can}
+
+
+def found(row: R | None) -> R:
+    """The row a page is about, or the 404 page when there is none."""
+    if row is None:
+        abort(404)
+    return row
+
+
+def found_by_id(model: type[R], ident: int, *options: Any) -> R:
+    """The row of `model` with this id, loaded with `options`, or the 404 page."""
+    return found(db.session().scalars(select(model).filter_by(id=ident).options(*options)).first())
 
 
 def audit(action: str, object_type: str, object_id: object = "", **detail: Any) -> None:

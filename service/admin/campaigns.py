@@ -10,13 +10,14 @@ previews through the real renderer, counts through `audience`, figures through
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
 from marshmallow import ValidationError
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 from werkzeug.datastructures import MultiDict
 
 from .. import db
@@ -30,7 +31,7 @@ from ..i18n import LOCALES
 from ..lists import all_lists
 from ..models import Campaign, CampaignKind, CampaignStatus, ContentFormat, Role
 from ..webhooks.stats import FIGURES, campaign_stats
-from .access import actor, staff_required
+from .access import actor, found_by_id, staff_required
 from .blueprint import bp
 from .charts import bar_chart
 
@@ -138,12 +139,7 @@ def load_form(values: dict[str, Any], *, partial: bool = False) -> tuple[dict[st
 
 
 def _get(campaign_id: int) -> Campaign:
-    campaign = db.session().scalars(
-        select(Campaign).where(Campaign.id == campaign_id).options(selectinload(Campaign.lists))
-    ).first()
-    if campaign is None:
-        abort(404)
-    return campaign
+    return found_by_id(Campaign, campaign_id, selectinload(Campaign.lists))
 
 
 @bp.get("/campaigns")
@@ -178,19 +174,7 @@ def _editor(campaign: Campaign | None, values: dict[str, Any], errors: dict[str,
 def campaign_new() -> Any:
     if request.method == "GET":
         return _editor(None, campaign_values(None), {})
-    values = form_values(request.form)
-    data, errors = load_form(values)
-    if errors:
-        return _editor(None, values, errors, 422)
-    session = db.session()
-    try:
-        campaign = drafts.create_draft(session, data, actor())
-    except drafts.UnknownLists as exc:
-        session.rollback()
-        return _editor(None, values, {"lists": str(exc)}, 422)
-    session.commit()
-    flash(f"Draft “{campaign.name}” saved.")
-    return redirect(url_for("admin.campaign_detail", campaign_id=campaign.id))
+    return _save_draft(None, lambda session, data: drafts.create_draft(session, data, actor()))
 
 
 @bp.route("/campaigns/<int:campaign_id>/edit", methods=["GET", "POST"])
@@ -201,13 +185,25 @@ def campaign_edit(campaign_id: int) -> Any:
         abort(409, description=str(drafts.NotADraft(campaign.status)))
     if request.method == "GET":
         return _editor(campaign, campaign_values(campaign), {})
+
+    def save(session: Session, data: dict[str, Any]) -> Campaign:
+        drafts.edit_draft(session, campaign, data, actor())
+        return campaign
+
+    return _save_draft(campaign, save)
+
+
+def _save_draft(
+    campaign: Campaign | None, save: Callable[[Session, dict[str, Any]], Campaign]
+) -> Any:
+    """The editor's POST: check the form, `save` the draft, or show the form again."""
     values = form_values(request.form)
     data, errors = load_form(values)
     if errors:
         return _editor(campaign, values, errors, 422)
     session = db.session()
     try:
-        drafts.edit_draft(session, campaign, data, actor())
+        saved = save(session, data)
     except drafts.NotADraft as exc:
         session.rollback()
         abort(409, description=str(exc))
@@ -215,8 +211,8 @@ def campaign_edit(campaign_id: int) -> Any:
         session.rollback()
         return _editor(campaign, values, {"lists": str(exc)}, 422)
     session.commit()
-    flash(f"Draft “{campaign.name}” saved.")
-    return redirect(url_for("admin.campaign_detail", campaign_id=campaign.id))
+    flash(f"Draft “{saved.name}” saved.")
+    return redirect(url_for("admin.campaign_detail", campaign_id=saved.id))
 
 
 @bp.post("/campaigns/preview")

@@ -34,7 +34,7 @@ from ..imports.progress import import_progress
 from ..imports.uploads import create_import, problems
 from ..lists import all_lists, list_by_slug
 from ..models import Import, Role, SubscriptionStatus
-from .access import actor, audit, staff_required
+from .access import actor, audit, found, staff_required
 from .blueprint import bp
 
 PREVIEW_BYTES = 64 * 1024
@@ -129,10 +129,7 @@ def import_start() -> Any:
 
 
 def _import(import_id: int) -> Import:
-    row = db.session().get(Import, import_id)
-    if row is None:
-        abort(404)
-    return row
+    return found(db.session().get(Import, import_id))
 
 
 @bp.get("/imports/<int:import_id>")

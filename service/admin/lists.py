@@ -6,13 +6,13 @@ import re
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 
 from .. import config, db
 from ..i18n import LOCALES
 from ..lists import all_lists, forget_public_lists, list_by_slug, list_counts
 from ..models import MailingList, Role
-from .access import audit, staff_required
+from .access import audit, found, staff_required
 from .blueprint import bp
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -62,10 +62,7 @@ def list_new() -> Any:
 @bp.route("/lists/<int:list_id>/edit", methods=["GET", "POST"])
 @staff_required(Role.admin)
 def list_edit(list_id: int) -> Any:
-    ml = db.session().get(MailingList, list_id)
-    if ml is None:
-        abort(404)
-    return _list_form(ml)
+    return _list_form(found(db.session().get(MailingList, list_id)))
 
 
 def _list_form(ml: MailingList | None) -> Any:

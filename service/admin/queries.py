@@ -98,12 +98,20 @@ def search_subscribers(
     query = subscriber_query(filters).options(
         selectinload(Subscriber.subscriptions)
     )
-    if filters.before is not None:
-        query = query.where(Subscriber.id < filters.before)
-    rows = list(session.scalars(query.order_by(Subscriber.id.desc()).limit(page_size + 1)))
+    page = _keyset_page(session, query, Subscriber.id, filters.before, page_size)
+    page.filters = filters.as_args()
+    return page
+
+
+def _keyset_page(
+    session: Session, query: Select[Any], id_column: Any, before: int | None, page_size: int
+) -> Page:
+    """Newest first by id: the rows below `before`, and the id the next page starts below."""
+    if before is not None:
+        query = query.where(id_column < before)
+    rows = list(session.scalars(query.order_by(id_column.desc()).limit(page_size + 1)))
     items = rows[:page_size]
-    next_before = items[-1].id if len(rows) > page_size else None
-    return Page(items=items, next_before=next_before, filters=filters.as_args())
+    return Page(items=items, next_before=items[-1].id if len(rows) > page_size else None)
 
 
 def subscriber_deliveries(
@@ -166,18 +174,8 @@ def recent_campaigns(session: Session, limit: int = 10) -> list[Campaign]:
 
 
 def suppressions_page(session: Session, before: int | None, page_size: int = PAGE_SIZE) -> Page:
-    query = select(Suppression).order_by(Suppression.id.desc()).limit(page_size + 1)
-    if before is not None:
-        query = query.where(Suppression.id < before)
-    rows = list(session.scalars(query))
-    items = rows[:page_size]
-    return Page(items=items, next_before=items[-1].id if len(rows) > page_size else None)
+    return _keyset_page(session, select(Suppression), Suppression.id, before, page_size)
 
 
 def audit_page(session: Session, before: int | None, page_size: int = PAGE_SIZE) -> Page:
-    query = select(AuditRecord).order_by(AuditRecord.id.desc()).limit(page_size + 1)
-    if before is not None:
-        query = query.where(AuditRecord.id < before)
-    rows = list(session.scalars(query))
-    items = rows[:page_size]
-    return Page(items=items, next_before=items[-1].id if len(rows) > page_size else None)
+    return _keyset_page(session, select(AuditRecord), AuditRecord.id, before, page_size)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from .. import db
 from ..auth import create_api_token, create_user
 from ..db import utcnow
 from ..models import ApiToken, Role, User
-from .access import MIN_PASSWORD_LENGTH, audit, staff_required, staff_user
+from .access import MIN_PASSWORD_LENGTH, audit, found, staff_required, staff_user
 from .blueprint import bp
 
 ROLES = [r.value for r in Role]
@@ -64,9 +64,7 @@ def user_create() -> Any:
 @staff_required(Role.admin)
 def user_set_active(user_id: int) -> Any:
     session = db.session()
-    user = session.get(User, user_id)
-    if user is None:
-        abort(404)
+    user = found(session.get(User, user_id))
     active = request.form.get("active") == "1"
     if user.id == staff_user().id and not active:
         flash("You cannot deactivate yourself.")
@@ -113,9 +111,7 @@ def token_create() -> Any:
 @staff_required(Role.admin)
 def token_revoke(token_id: int) -> Any:
     session = db.session()
-    row = session.get(ApiToken, token_id)
-    if row is None:
-        abort(404)
+    row = found(session.get(ApiToken, token_id))
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         audit("token.revoke", "api_token", row.id, name=row.name)

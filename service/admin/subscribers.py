@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
-from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from .. import db
@@ -18,7 +17,7 @@ from ..subscriptions.gdpr import erase
 from ..subscriptions.staff_changes import FormErrors, add_by_hand, read_profile, unsubscribe
 from ..subscriptions.staff_changes import update_profile as apply_profile
 from . import queries
-from .access import actor, audit, staff_required
+from .access import actor, audit, found_by_id, staff_required
 from .blueprint import bp
 
 
@@ -38,17 +37,12 @@ def _int_arg(name: str) -> int | None:
 
 
 def _load(subscriber_id: int) -> Subscriber:
-    subscriber = db.session().scalars(
-        select(Subscriber)
-        .where(Subscriber.id == subscriber_id)
-        .options(
-            selectinload(Subscriber.subscriptions).joinedload(Subscription.mailing_list),
-            selectinload(Subscriber.consent_records),
-        )
-    ).first()
-    if subscriber is None:
-        abort(404)
-    return subscriber
+    return found_by_id(
+        Subscriber,
+        subscriber_id,
+        selectinload(Subscriber.subscriptions).joinedload(Subscription.mailing_list),
+        selectinload(Subscriber.consent_records),
+    )
 
 
 @bp.get("/subscribers")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import g
-from flask_smorest import Blueprint, abort
+from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from .. import db
@@ -31,6 +31,7 @@ from ..campaigns.drafts import (
 )
 from ..campaigns.sending import counts
 from ..models import Campaign, Role
+from .refusals import found, refused_as
 
 blp = Blueprint("campaigns_api", __name__, url_prefix="/api/v1", description="Campaigns")
 
@@ -51,11 +52,7 @@ def campaign_out(c: Campaign) -> dict[str, Any]:
 
 
 def _get(campaign_id: int) -> Campaign:
-    campaign = db.session().get(Campaign, campaign_id)
-    if campaign is None:
-        abort(404, message="No such campaign.")
-    assert campaign is not None
-    return campaign
+    return found(db.session().get(Campaign, campaign_id), "No such campaign.")
 
 
 @blp.route("/campaigns", methods=["POST"])
@@ -63,11 +60,8 @@ def _get(campaign_id: int) -> Campaign:
 @blp.arguments(CampaignIn)
 def create_campaign(data: dict[str, Any]) -> Any:
     session = db.session()
-    try:
+    with refused_as(UnknownLists, 422, "lists"):
         campaign = create_draft(session, data, g.actor)
-    except UnknownLists as exc:
-        session.rollback()
-        abort(422, errors={"lists": [str(exc)]})
     session.commit()
     return campaign_out(campaign), 201
 
@@ -91,14 +85,8 @@ def get_campaign(campaign_id: int) -> Any:
 def edit_campaign(data: dict[str, Any], campaign_id: int) -> Any:
     session = db.session()
     campaign = _get(campaign_id)
-    try:
+    with refused_as(NotADraft, 409), refused_as(UnknownLists, 422, "lists"):
         edit_draft(session, campaign, data, g.actor)
-    except NotADraft as exc:
-        session.rollback()
-        abort(409, message=str(exc))
-    except UnknownLists as exc:
-        session.rollback()
-        abort(422, errors={"lists": [str(exc)]})
     session.commit()
     return campaign_out(campaign)
 
@@ -112,14 +100,8 @@ def get_audience(campaign_id: int) -> Any:
 def _act(campaign_id: int, action: str, **kwargs: Any) -> Any:
     session = db.session()
     campaign = _get(campaign_id)
-    try:
+    with refused_as(NoLists, 422, "lists"), refused_as(IllegalTransition, 409):
         act(session, campaign, action, g.actor, kwargs.get("send_at"))
-    except NoLists as exc:
-        session.rollback()
-        abort(422, errors={"lists": [str(exc)]})
-    except IllegalTransition as exc:
-        session.rollback()
-        abort(409, message=str(exc))
     session.commit()
     return campaign_out(campaign), 202
 
@@ -131,22 +113,18 @@ def send_campaign(data: dict[str, Any], campaign_id: int) -> Any:
     return _act(campaign_id, "send", send_at=data.get("send_at"))
 
 
-@blp.route("/campaigns/<int:campaign_id>/pause", methods=["POST"])
-@require_role(Role.campaigner)
-def pause_campaign(campaign_id: int) -> Any:
-    return _act(campaign_id, "pause")
+def _action_route(action: str) -> None:
+    """`POST /campaigns/<id>/<action>` (endpoint `<action>_campaign`) for a bare action."""
+
+    @blp.route(f"/campaigns/<int:campaign_id>/{action}", methods=["POST"],
+               endpoint=f"{action}_campaign")
+    @require_role(Role.campaigner)
+    def view(campaign_id: int) -> Any:
+        return _act(campaign_id, action)
 
 
-@blp.route("/campaigns/<int:campaign_id>/resume", methods=["POST"])
-@require_role(Role.campaigner)
-def resume_campaign(campaign_id: int) -> Any:
-    return _act(campaign_id, "resume")
-
-
-@blp.route("/campaigns/<int:campaign_id>/cancel", methods=["POST"])
-@require_role(Role.campaigner)
-def cancel_campaign(campaign_id: int) -> Any:
-    return _act(campaign_id, "cancel")
+for _action in ("pause", "resume", "cancel"):
+    _action_route(_action)
 
 
 @blp.route("/campaigns/<int:campaign_id>/test", methods=["POST"])

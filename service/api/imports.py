@@ -23,6 +23,7 @@ from ..imports.progress import import_summary
 from ..imports.uploads import create_import, problems
 from ..lists import list_by_slug
 from ..models import Import, Role, SubscriptionStatus
+from .refusals import found, refused_as
 
 blp = Blueprint("imports_api", __name__, url_prefix="/api/v1",
                 description="Subscriber imports (CSV upload, run as a job) and exports")
@@ -56,11 +57,7 @@ def import_out(row: Import) -> dict[str, Any]:
 
 
 def _get(import_id: int) -> Import:
-    row = db.session().get(Import, import_id)
-    if row is None:
-        abort(404, message="No such import.")
-    assert row is not None
-    return row
+    return found(db.session().get(Import, import_id), "No such import.")
 
 
 def _csv_response(blocks: Iterable[str], filename: str) -> Response:
@@ -98,13 +95,10 @@ def start_import() -> Any:
     if errors or mailing_list is None or upload is None:
         abort(422, errors=errors)
     assert mailing_list is not None and upload is not None
-    try:
+    with refused_as(FileError, 422, "file"):
         row = create_import(session, upload.stream, upload.filename or "upload.csv",
                             mailing_list, confirmed=confirmed, consent_note=note,
                             actor=g.actor)
-    except FileError as exc:
-        session.rollback()
-        abort(422, errors={"file": [str(exc)]})
     session.commit()
     return import_out(row), 202
 

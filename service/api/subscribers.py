@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
@@ -13,7 +12,9 @@ from sqlalchemy.orm import selectinload
 from .. import db
 from ..auth import require_role
 from ..models import MailingList, Role, Subscriber, Subscription, SubscriptionStatus
-from ..subscribers import email_key
+from ..subscribers import consent_record_data, email_key
+from .paging import offset_page
+from .refusals import found
 from .schemas import SubscriberDetailOut, SubscriberPageOut
 
 blp = Blueprint("subscribers_api", __name__, url_prefix="/api/v1", description="Subscribers")
@@ -51,20 +52,7 @@ def subscriber_dict(s: Subscriber, *, detail: bool = False) -> dict[str, Any]:
     if detail:
         data["attributes"] = s.attributes
         data["consent_records"] = [
-            {
-                "id": c.id,
-                "action": c.action,
-                "list": c.mailing_list.slug if c.mailing_list else None,
-                "at": c.at,
-                "ip": c.ip,
-                "user_agent": c.user_agent,
-                "source": c.source,
-                "endpoint": c.endpoint,
-                "consent_text_version": c.consent_text_version,
-                "actor": c.actor,
-                "note": c.note,
-            }
-            for c in s.consent_records
+            {"id": c.id, **consent_record_data(c)} for c in s.consent_records
         ]
     return data
 
@@ -88,18 +76,7 @@ def list_subscribers(args: dict[str, Any]) -> Any:
         if args.get("status"):
             sub_filter = sub_filter.where(Subscription.status == args["status"])
         query = query.where(Subscriber.id.in_(sub_filter))
-    page, per_page = args["page"], args["per_page"]
-    rows = list(
-        db.session().scalars(
-            query.order_by(Subscriber.id.desc()).offset((page - 1) * per_page).limit(per_page + 1)
-        )
-    )
-    return {
-        "items": [subscriber_dict(s) for s in rows[:per_page]],
-        "page": page,
-        "per_page": per_page,
-        "has_more": len(rows) > per_page,
-    }
+    return offset_page(query, Subscriber.id, args, subscriber_dict)
 
 
 @blp.route("/subscribers/<int:subscriber_id>", methods=["GET"])
@@ -108,7 +85,5 @@ def list_subscribers(args: dict[str, Any]) -> Any:
 @blp.response(200, SubscriberDetailOut)
 def get_subscriber(subscriber_id: int) -> Any:
     """One subscriber with subscriptions and the consent ledger."""
-    subscriber = db.session().get(Subscriber, subscriber_id)
-    if subscriber is None:
-        abort(404, description="No such subscriber.")
+    subscriber = found(db.session().get(Subscriber, subscriber_id), "No such subscriber.")
     return subscriber_dict(subscriber, detail=True)

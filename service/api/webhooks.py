@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, g, jsonify, request
+from flask import g, jsonify, request
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
 from sqlalchemy import select
@@ -15,6 +15,8 @@ from ..models import Campaign, Role, Suppression, SuppressionReason
 from ..subscribers import InvalidEmail
 from ..suppressions import AlreadySuppressed, ErasureIsFinal, lift, suppress_by_hand
 from ..webhooks.stats import campaign_stats
+from .paging import offset_page
+from .refusals import found
 
 suppressions_blp = Blueprint(
     "suppressions_api", __name__, url_prefix="/api/v1", description="Suppression list (admin)"
@@ -87,12 +89,7 @@ def list_suppressions(args: dict[str, Any]) -> Any:
     query = select(Suppression)
     if args.get("reason"):
         query = query.where(Suppression.reason == args["reason"])
-    page, per_page = args["page"], args["per_page"]
-    rows = list(db.session().scalars(
-        query.order_by(Suppression.id.desc()).offset((page - 1) * per_page).limit(per_page + 1)
-    ))
-    return {"items": [_suppression_dict(s) for s in rows[:per_page]], "page": page,
-            "per_page": per_page, "has_more": len(rows) > per_page}
+    return offset_page(query, Suppression.id, args, _suppression_dict)
 
 
 @suppressions_blp.route("/suppressions", methods=["POST"])
@@ -129,9 +126,7 @@ def remove_suppression(suppression_id: int) -> Any:
     if errors:
         return _errors(422, "reason", "Give a reason (at least 3 characters) for removing it.")
     session = db.session()
-    suppression = session.get(Suppression, suppression_id)
-    if suppression is None:
-        abort(404, description="No such suppression.")
+    suppression = found(session.get(Suppression, suppression_id), "No such suppression.")
     try:
         lift(session, suppression, raw["reason"], _actor())
     except ErasureIsFinal as exc:
@@ -147,6 +142,5 @@ def get_campaign_stats(campaign_id: int) -> Any:
     """Delivered, opens (total/unique), clicks (total/unique), bounces, spam reports,
     unsubscribes: totals, hourly buckets (UTC) and the most-clicked links."""
     session = db.session()
-    if session.get(Campaign, campaign_id) is None:
-        abort(404, description="No such campaign.")
+    found(session.get(Campaign, campaign_id), "No such campaign.")
     return jsonify(campaign_stats(session, campaign_id))

@@ -38,29 +38,21 @@ def _run(campaign_id: int, action: str) -> None:
     click.echo(f"Campaign {campaign_id}: {campaign.status.value} {counts(session, campaign_id)}")
 
 
-@campaigns.command("send")
-@click.argument("campaign_id", type=int)
-def send_cmd(campaign_id: int) -> None:
-    """Send a draft campaign now."""
-    _run(campaign_id, "send")
+def _action_command(action: str, help: str | None = None) -> click.Command:
+    """`actionlist campaigns <action> ID`."""
+
+    @campaigns.command(action, help=help)
+    @click.argument("campaign_id", type=int)
+    def command(campaign_id: int) -> None:
+        _run(campaign_id, action)
+
+    return command
 
 
-@campaigns.command("pause")
-@click.argument("campaign_id", type=int)
-def pause_cmd(campaign_id: int) -> None:
-    _run(campaign_id, "pause")
-
-
-@campaigns.command("resume")
-@click.argument("campaign_id", type=int)
-def resume_cmd(campaign_id: int) -> None:
-    _run(campaign_id, "resume")
-
-
-@campaigns.command("cancel")
-@click.argument("campaign_id", type=int)
-def cancel_cmd(campaign_id: int) -> None:
-    _run(campaign_id, "cancel")
+send_cmd = _action_command("send", "Send a draft campaign now.")
+pause_cmd = _action_command("pause")
+resume_cmd = _action_command("resume")
+cancel_cmd = _action_command("cancel")
 
 
 @campaigns.command("recover")

@@ -13,6 +13,8 @@ from ..auth import create_api_token, create_user
 from ..models import Role, User
 
 ROLE_CHOICE = click.Choice([r.value for r in Role])
+# The role a new staff user or API token gets.
+role_option = click.option("--role", type=ROLE_CHOICE, required=True)
 
 
 @click.group("users", help="Staff users.")
@@ -22,7 +24,7 @@ def users() -> None:
 
 @users.command("create")
 @click.argument("email")
-@click.option("--role", type=ROLE_CHOICE, required=True)
+@role_option
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def users_create(email: str, role: str, password_stdin: bool) -> None:
     if password_stdin:
@@ -47,7 +49,7 @@ def tokens() -> None:
 
 @tokens.command("create")
 @click.argument("name")
-@click.option("--role", type=ROLE_CHOICE, required=True)
+@role_option
 def tokens_create(name: str, role: str) -> None:
     session = db.session()
     _row, secret = create_api_token(session, name, Role(role))

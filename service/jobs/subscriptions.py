@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from sqlalchemy import select
 
 from .. import db
-from ..mail.base import PermanentMailError, TransientMailError
+from ..mail.base import OutgoingMail, PermanentMailError, TransientMailError
 from ..mail.compose import transactional
 from ..mail.transport import transport
 from ..models import ConfirmationMail, Subscriber, Subscription, SubscriptionStatus
@@ -35,27 +36,55 @@ def send_confirmation(subscriber_id: int, list_ids: list[int], mail_id: int | No
     if not pending:
         return "nothing pending"
     ids = [s.list_id for s in pending]
-    mail = transactional(
+    mail = _mail_to(
+        subscriber,
         "confirm",
+        lists=[s.mailing_list.name_for(subscriber.locale) for s in pending],
+        confirm_url=confirm_url(subscriber.id, ids),
+    )
+    return _send_and_record(
+        mail, "confirm", "confirmation", subscriber_id, mail_id, sent_note="sent"
+    )
+
+
+def _mail_to(subscriber: Subscriber, template: str, **context: Any) -> OutgoingMail:
+    """The transactional mail `template`, addressed to the subscriber in their language."""
+    return transactional(
+        template,
         subscriber.locale,
         subscriber.email,
         subscriber.first_name,
         first_name=subscriber.first_name,
-        lists=[s.mailing_list.name_for(subscriber.locale) for s in pending],
-        confirm_url=confirm_url(subscriber.id, ids),
+        **context,
     )
+
+
+def _send_and_record(
+    mail: OutgoingMail,
+    kind: str,
+    what: str,
+    subscriber_id: int,
+    mail_id: int | None,
+    *,
+    sent_note: str,
+) -> str:
+    """Send one transactional mail, count it, and note the outcome on its ledger row.
+
+    A transient refusal is re-raised so that the queue tries again later; a permanent one
+    is logged and recorded as failed.
+    """
     try:
         result = transport().send(mail)
     except TransientMailError:
-        metrics().mails.labels("confirm", "retry").inc()
+        metrics().mails.labels(kind, "retry").inc()
         raise  # RQ's Retry (or the in-process worker) tries again later
     except PermanentMailError as exc:
-        metrics().mails.labels("confirm", "failed").inc()
-        log.error("confirmation to subscriber %s refused: %s", subscriber_id, exc)
+        metrics().mails.labels(kind, "failed").inc()
+        log.error("%s to subscriber %s refused: %s", what, subscriber_id, exc)
         _record(mail_id, f"failed: {exc}")
         return f"failed: {exc}"
-    metrics().mails.labels("confirm", "sent").inc()
-    _record(mail_id, f"sent {result.message_id}")
+    metrics().mails.labels(kind, "sent").inc()
+    _record(mail_id, f"{sent_note} {result.message_id}")
     return f"sent {result.message_id}"
 
 
@@ -75,24 +104,12 @@ def send_preferences_link(subscriber_id: int, mail_id: int | None = None) -> str
     subscriber = session.get(Subscriber, subscriber_id)
     if subscriber is None:
         return "subscriber gone"
-    mail = transactional(
+    mail = _mail_to(subscriber, "preferences_link", preferences_url=preferences_url(subscriber.id))
+    return _send_and_record(
+        mail,
         "preferences_link",
-        subscriber.locale,
-        subscriber.email,
-        subscriber.first_name,
-        first_name=subscriber.first_name,
-        preferences_url=preferences_url(subscriber.id),
+        "preferences link",
+        subscriber_id,
+        mail_id,
+        sent_note="sent preferences link",
     )
-    try:
-        result = transport().send(mail)
-    except TransientMailError:
-        metrics().mails.labels("preferences_link", "retry").inc()
-        raise
-    except PermanentMailError as exc:
-        metrics().mails.labels("preferences_link", "failed").inc()
-        log.error("preferences link to subscriber %s refused: %s", subscriber_id, exc)
-        _record(mail_id, f"failed: {exc}")
-        return f"failed: {exc}"
-    metrics().mails.labels("preferences_link", "sent").inc()
-    _record(mail_id, f"sent preferences link {result.message_id}")
-    return f"sent {result.message_id}"

@@ -31,7 +31,7 @@ from ..models import (
     Suppression,
     SuppressionReason,
 )
-from ..subscribers import Evidence, email_hash
+from ..subscribers import Evidence, consent_record_data, email_hash
 
 EXPORT_FORMAT = "actionlist.subscriber-export.v1"
 
@@ -81,19 +81,7 @@ def export_data(session: Session, subscriber: Subscriber) -> dict[str, Any]:
             for sub in subscriptions
         ],
         "consent_records": [
-            {
-                "action": c.action,
-                "list": c.mailing_list.slug if c.mailing_list else None,
-                "at": _iso(c.at),
-                "ip": c.ip,
-                "user_agent": c.user_agent,
-                "source": c.source,
-                "endpoint": c.endpoint,
-                "consent_text_version": c.consent_text_version,
-                "actor": c.actor,
-                "note": c.note,
-            }
-            for c in subscriber.consent_records
+            {**consent_record_data(c), "at": _iso(c.at)} for c in subscriber.consent_records
         ],
         "deliveries": [
             {

@@ -12,7 +12,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,11 +24,12 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from sendgrid_sink import SinkServer
-from service import PROJECT_ROOT, db
+from service import db
 from service.models import Role
 from service.webhooks.stats import campaign_stats
 from tests.browser import ARTIFACTS, chromium, needs_chromium
 from tests.factories import subscribers, user
+from tests.support import start_worker
 
 from .signin import log_in_page
 
@@ -63,14 +63,6 @@ def wait_until(condition: Callable[[], Any], what: str, timeout: float = WAIT_S)
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.2)
-
-
-def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """worker.py in its own process group (RQ forks its scheduler into it)."""
-    with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, str(PROJECT_ROOT / "worker.py")], env=env,
-                                cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
 
 
 def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
@@ -107,7 +99,7 @@ def live(make_app: Callable[..., Flask], tmp_path: Path) -> Iterator[Live]:
            "ORG_NAME": conf.org_name, "ORG_POSTAL_ADDRESS": conf.org_postal_address,
            "MAIL_FROM": conf.mail_from, "CAMPAIGN_BATCH_SIZE": "5"}
     log = tmp_path / "worker.log"
-    worker = _start_worker(env, log)
+    worker = start_worker(env, log)
     server = make_server("127.0.0.1", PORT, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -27,6 +27,11 @@ def upload(staff: Staff, data: bytes, **fields: object):  # type: ignore[no-unty
                       content_type="multipart/form-data")
 
 
+def mapping(*choices: str) -> dict[str, str]:
+    """The import form's column choices, one per column of the file, as it posts them."""
+    return {"columns": str(len(choices)), **{f"column_{i}": c for i, c in enumerate(choices)}}
+
+
 def test_preview_guesses_columns_and_refuses_latin1(staff: Callable[[str], Staff]) -> None:
     campaigner = staff("campaigner")
     found = campaigner.post("/admin/imports/preview", {"file": (io.BytesIO(FILE), "head.csv")},
@@ -57,9 +62,8 @@ def test_upload_with_chosen_columns_runs_and_reports(
     assert missing_note.status_code == 422 and "consent" in missing_note.text
     # "Mail" would be read as a second email column: keep it as an attribute; drop "Notes".
     started = upload(campaigner, FILE, list="newsletter", confirmed="on",
-                     consent_note="Paper sign-up sheets, lobby day 2026", columns="5",
-                     column_0="email", column_1="first_name", column_2="attribute",
-                     column_3="ignore", column_4="postal_code")
+                     consent_note="Paper sign-up sheets, lobby day 2026",
+                     **mapping("email", "first_name", "attribute", "ignore", "postal_code"))
     assert started.status_code == 303, started.text
     row = db.session().scalars(select(Import)).one()
     assert started.location.endswith(f"/admin/imports/{row.id}")
@@ -95,9 +99,8 @@ def test_upload_with_chosen_columns_runs_and_reports(
 
 def test_a_mapping_without_an_email_column_is_refused(staff: Callable[[str], Staff]) -> None:
     campaigner = staff("campaigner")
-    response = upload(campaigner, FILE, list="newsletter", columns="5",
-                      column_0="ignore", column_1="first_name", column_2="ignore",
-                      column_3="ignore", column_4="postal_code")
+    response = upload(campaigner, FILE, list="newsletter",
+                      **mapping("ignore", "first_name", "ignore", "ignore", "postal_code"))
     assert response.status_code == 422 and "email address" in response.text
     assert db.session().scalar(select(func.count()).select_from(Import)) == 0
 
@@ -111,8 +114,8 @@ def test_export_streams_what_was_imported(
                        consent_note="vouched")
     assert ambiguous.status_code == 422 and "Two columns mean the same thing" in ambiguous.text
     assert upload(campaigner, FILE, list="action-alerts", confirmed="on", consent_note="vouched",
-                  columns="5", column_0="email", column_1="first_name", column_2="ignore",
-                  column_3="ignore", column_4="postal_code").status_code == 303
+                  **mapping("email", "first_name", "ignore", "ignore", "postal_code")
+                  ).status_code == 303
     run_jobs()
     exported = campaigner.get("/admin/export.csv?list=action-alerts&status=confirmed")
     assert exported.status_code == 200

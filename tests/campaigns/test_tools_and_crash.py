@@ -6,7 +6,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -18,10 +17,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from sendgrid_sink import SinkServer
-from service import PROJECT_ROOT, db
+from service import db
 from service.campaigns.recovery import recover
 from service.models import Subscriber, Subscription, SubscriptionStatus
 from tests.factories import subscribers
+from tests.support import start_worker
 
 from .api_calls import create, get, to
 
@@ -127,14 +127,6 @@ def test_a_refused_api_key_pauses_the_campaign_with_the_reason(
         assert data["counts"]["queued"] == 10 and strict_sink.messages() == []
 
 
-def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """worker.py in a process group of its own: RQ forks its scheduler into it."""
-    with log.open("ab") as out:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen([sys.executable, str(PROJECT_ROOT / "worker.py")], env=env,
-                                cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-
-
 def _kill_group(worker: subprocess.Popen[bytes]) -> None:
     """SIGKILL the worker and its scheduler child, as a lost machine or container would."""
     with contextlib.suppress(ProcessLookupError):
@@ -160,7 +152,7 @@ def test_a_worker_killed_mid_send_loses_no_one(
     sink.set_faults(1.0, ["slow"], slow_seconds=0.1)  # every request takes 0.1 s
     client.post(f"/api/v1/campaigns/{cid}/send", headers=staff)
     log = tmp_path / "worker.log"
-    worker = _worker(env, log)
+    worker = start_worker(env, log)
     deadline = time.monotonic() + 30
     while sink.stats()["personalizations"] < 4 * 5 and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -169,7 +161,7 @@ def test_a_worker_killed_mid_send_loses_no_one(
     sink.set_faults(0.0, [])
     time.sleep(2.1)  # the lease of the batch in flight runs out
     recover()
-    survivor = _worker({**env}, log)
+    survivor = start_worker({**env}, log)
     try:
         deadline = time.monotonic() + 30
         while get(client, staff, cid)["status"] != "sent" and time.monotonic() < deadline:
