@@ -34,6 +34,24 @@ def verify_password(stored_hash: str, password: str) -> bool:
         return False
 
 
+# Verified when there is no usable account, so that an unknown or deactivated address costs
+# exactly as much work as a wrong password and timing tells nothing about accounts.
+_DUMMY_HASH = _hasher.hash("not-a-real-password-only-for-constant-work")
+
+
+def authenticate_password(session: Session, email: str, password: str) -> User | None:
+    """The active staff user with this address and password, else None.
+
+    Exactly one argon2 verification happens whatever the outcome: against the dummy hash
+    when the address is unknown or its account deactivated.
+    """
+    user = session.scalars(select(User).where(User.email == email)).first()
+    usable = user is not None and user.active
+    stored = user.password_hash if usable and user is not None else _DUMMY_HASH
+    matches = verify_password(stored, password)
+    return user if usable and matches else None
+
+
 def create_user(session: Session, email: str, password: str, role: Role) -> User:
     if len(password) < 10:
         raise ValueError("Passwords need at least 10 characters.")

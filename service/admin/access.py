@@ -21,11 +21,10 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_user, logout_user
-from sqlalchemy import select
 
 from .. import db
 from ..audit import record
-from ..auth import hash_password, verify_password
+from ..auth import authenticate_password, hash_password, verify_password
 from ..extensions import limiter, login_manager
 from ..models import Role, User
 from .blueprint import bp
@@ -34,8 +33,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 LOGIN_RATE_LIMIT = "10/minute"
 MIN_PASSWORD_LENGTH = 10
-# Verified when the address is unknown, so a wrong address costs as long as a wrong password.
-_DUMMY_HASH = hash_password("not-a-real-password-just-timing")
 PUBLIC_ENDPOINTS = {"admin.login"}
 
 
@@ -129,10 +126,8 @@ def login() -> Any:
     if request.method == "POST":
         email = request.form.get("email", "").strip().lower()[:254]
         password = request.form.get("password", "")
-        user = db.session().scalars(select(User).where(User.email == email)).first()
-        if user is None:
-            verify_password(_DUMMY_HASH, password)
-        elif user.active and verify_password(user.password_hash, password):
+        user = authenticate_password(db.session(), email, password)
+        if user is not None:
             login_user(user)
             session[PASSWORD_MARK] = password_mark(user)
             audit("user.login", "user", user.id)

@@ -197,3 +197,66 @@ def test_pages_hide_buttons_the_role_cannot_use(staff: Callable[[str], Staff]) -
     admin = staff("admin")
     assert "New list" in admin.get("/admin/lists").text
     assert "/admin/users" in admin.get("/admin/").text
+
+
+def test_login_does_the_same_hash_work_for_unknown_inactive_and_active_users(
+    app: Flask, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A login answers in the same time whether or not the address is a usable account:
+    every attempt verifies exactly one argon2 hash (a dummy one when there is no account)."""
+    from argon2 import PasswordHasher
+
+    user("active@example.org", Role.admin)
+    inactive = user("gone@example.org", Role.admin)
+    inactive.active = False
+    db.session().commit()
+    calls: list[str] = []
+    real_verify = PasswordHasher.verify
+
+    def counting_verify(self, hash, password):  # type: ignore[no-untyped-def]
+        calls.append(hash)
+        return real_verify(self, hash, password)
+
+    monkeypatch.setattr(PasswordHasher, "verify", counting_verify)
+    client = app.test_client()
+    token = csrf_token(client)
+    counts = {}
+    for case, email, password in [
+        ("unknown", "nobody@example.org", PASSWORD),
+        ("inactive, right password", "gone@example.org", PASSWORD),
+        ("inactive, wrong password", "gone@example.org", "wrong password!"),
+        ("active, wrong password", "active@example.org", "wrong password!"),
+    ]:
+        calls.clear()
+        response = client.post("/admin/login", data={
+            "email": email, "password": password, "csrf_token": token})
+        assert response.status_code == 401, case
+        assert "Wrong address or password" in response.text, case
+        counts[case] = len(calls)
+    assert counts == dict.fromkeys(counts, 1)
+
+
+def test_login_timing_does_not_single_out_inactive_accounts(app: Flask) -> None:
+    """Coarse: an inactive account's refusal takes at least half as long as a wrong password
+    (before, it skipped argon2 and answered in a few milliseconds instead of ~50)."""
+    import time
+
+    user("active@example.org", Role.admin)
+    inactive = user("gone@example.org", Role.admin)
+    inactive.active = False
+    db.session().commit()
+    client = app.test_client()
+    token = csrf_token(client)
+
+    def fastest(email: str) -> float:
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            client.post("/admin/login", data={
+                "email": email, "password": "wrong password!", "csrf_token": token})
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    wrong_password = fastest("active@example.org")
+    assert fastest("gone@example.org") > wrong_password / 2
+    assert fastest("nobody@example.org") > wrong_password / 2
