@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import secrets
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from . import db
 from .db import utcnow
-from .models import ApiToken, Role, User
+from .models import ApiToken, Role, User, new_session_token
 
 F = TypeVar("F", bound=Callable[..., Any])
 _hasher = PasswordHasher()
@@ -109,9 +110,23 @@ def require_role(role: Role) -> Callable[[F], F]:
     return decorator
 
 
-def load_user(user_id: str) -> User | None:
-    """Flask-Login's user loader (staff sessions of the admin)."""
-    if not user_id.isdigit():
+def end_sessions(user: User) -> None:
+    """Sign out every session and remember cookie of `user` (committed by the caller)."""
+    user.session_token = new_session_token()
+
+
+def load_user(session_id: str) -> User | None:
+    """Flask-Login's user loader: `User.get_id()` as kept in a session or remember cookie.
+
+    The id names the user and carries their session token; a token that was replaced
+    (sign-out, deactivation, password change) no longer loads anyone.
+    """
+    user_id, _, token = session_id.partition(":")
+    if not (user_id.isascii() and user_id.isdigit() and len(user_id) <= 18 and token):
         return None
     user = db.session().get(User, int(user_id))
-    return user if user is not None and user.active else None
+    if user is None or not user.active:
+        return None
+    if not hmac.compare_digest(user.session_token.encode(), token.encode()):
+        return None
+    return user

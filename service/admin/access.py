@@ -3,28 +3,24 @@
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from flask import (
     abort,
-    current_app,
     flash,
     g,
     redirect,
     render_template,
     request,
-    session,
     url_for,
 )
 from flask_login import current_user, login_user, logout_user
 
 from .. import db
 from ..audit import record
-from ..auth import authenticate_password, hash_password, verify_password
+from ..auth import authenticate_password, end_sessions, hash_password, verify_password
 from ..extensions import limiter, login_manager
 from ..models import Role, User
 from .blueprint import bp
@@ -42,25 +38,10 @@ def _require_login() -> Any:
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
     if not current_user.is_authenticated:
-        return login_manager.unauthorized()
-    if session.get(PASSWORD_MARK) != password_mark(staff_user()):
-        # The password changed since this session signed in (elsewhere): sign it out.
-        logout_user()
+        # No session, or one that sign-out, deactivation or a password change has ended
+        # (the user loader checks the session token): see `service.auth.load_user`.
         return login_manager.unauthorized()
     return None
-
-
-PASSWORD_MARK = "_admin_pw"  # noqa: S105 - a session key name, not a password
-
-
-def password_mark(user: User) -> str:
-    """A keyed fingerprint of the password hash, kept in the session at sign-in.
-
-    Changing the password changes the mark, which signs out every other session. The
-    session cookie is signed but readable, so it carries an HMAC, not the hash itself.
-    """
-    key = str(current_app.config["SECRET_KEY"]).encode()
-    return hmac.new(key, user.password_hash.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def staff_user() -> User:
@@ -129,7 +110,6 @@ def login() -> Any:
         user = authenticate_password(db.session(), email, password)
         if user is not None:
             login_user(user)
-            session[PASSWORD_MARK] = password_mark(user)
             audit("user.login", "user", user.id)
             db.session().commit()
             return redirect(_safe_next(request.args.get("next")))
@@ -141,8 +121,15 @@ def login() -> Any:
 @bp.post("/logout")
 @staff_required(Role.viewer)
 def logout() -> Any:
+    """Sign out for good: the session token changes, so no copy of the cookie works again.
+
+    That ends this user's other sessions too (other browsers sign in again).
+    """
+    user = staff_user()
+    end_sessions(user)
+    audit("user.logout", "user", user.id)
+    db.session().commit()
     logout_user()
-    session.pop(PASSWORD_MARK, None)
     return redirect(url_for("admin.login"))
 
 
@@ -162,7 +149,8 @@ def password() -> Any:
             errors.append("The two new passwords differ.")
         if not errors:
             user.password_hash = hash_password(new)
-            session[PASSWORD_MARK] = password_mark(user)  # this session stays signed in
+            end_sessions(user)  # every other session is signed out ...
+            login_user(user)  # ... and this one carries the new token
             audit("password.change", "user", user.id)
             db.session().commit()
             flash("Your password has been changed.")

@@ -260,3 +260,68 @@ def test_login_timing_does_not_single_out_inactive_accounts(app: Flask) -> None:
     wrong_password = fastest("active@example.org")
     assert fastest("gone@example.org") > wrong_password / 2
     assert fastest("nobody@example.org") > wrong_password / 2
+
+
+def session_cookie(client) -> str:  # type: ignore[no-untyped-def]
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    return str(cookie.value)
+
+
+def test_a_logged_out_session_cookie_no_longer_opens_the_admin(
+    app: Flask, staff: Callable[[str], Staff]
+) -> None:
+    """Someone who copied the cookie (a shared computer, a stolen backup) keeps nothing."""
+    viewer = staff("viewer")
+    stolen = session_cookie(viewer.client)
+    assert viewer.post("/admin/logout").status_code == 302
+    replay = app.test_client()
+    replay.set_cookie("session", stolen)
+    response = replay.get("/admin/")
+    assert response.status_code == 302
+    assert urlsplit(response.location).path == "/admin/login"
+
+
+def test_a_logged_out_remember_cookie_no_longer_signs_in(
+    app: Flask, staff: Callable[[str], Staff]
+) -> None:
+    from flask_login.utils import encode_cookie
+
+    viewer = staff("viewer")
+    account = db.session().query(User).filter_by(email=viewer.email).one()
+    with app.test_request_context():
+        remember = encode_cookie(account.get_id())
+    replay = app.test_client()
+    replay.set_cookie("remember_token", remember)
+    assert replay.get("/admin/").status_code == 200  # the remember cookie works while valid
+    assert viewer.post("/admin/logout").status_code == 302
+    after = app.test_client()
+    after.set_cookie("remember_token", remember)
+    assert after.get("/admin/").status_code == 302
+
+
+def test_deactivation_ends_sessions_for_good(app: Flask, staff: Callable[[str], Staff]) -> None:
+    """Turning an account off and on again does not bring its old sessions back."""
+    admin = staff("admin")
+    editor = staff("editor")
+    account = db.session().query(User).filter_by(email=editor.email).one()
+    assert editor.get("/admin/").status_code == 200
+    assert admin.post(f"/admin/users/{account.id}/active", {"active": "0"}).status_code == 302
+    assert editor.get("/admin/").status_code == 302
+    assert admin.post(f"/admin/users/{account.id}/active", {"active": "1"}).status_code == 302
+    assert editor.get("/admin/").status_code == 302
+    fresh = app.test_client()
+    log_in(fresh, editor.email)
+    assert fresh.get("/admin/").status_code == 200
+
+
+def test_a_session_id_that_is_not_ours_is_refused(app: Flask) -> None:
+    """Hostile session contents (a forged or malformed user id) never sign anyone in."""
+    account = user("ana@example.org", Role.admin)
+    for forged in (str(account.id), f"{account.id}:", f"{account.id}:x", "²", "9" * 30,
+                   f"{account.id}:{'a' * 5000}", "\u202e1"):
+        client = app.test_client()
+        with client.session_transaction() as sess:
+            sess["_user_id"] = forged
+            sess["_fresh"] = True
+        assert client.get("/admin/").status_code == 302, forged
