@@ -73,6 +73,9 @@ class Settings:
     # Imports run as a job: a running import whose heartbeat (one per chunk) is
     # older than this lease was abandoned by a killed worker and is queued again.
     import_lease_seconds: int = 120
+    # Every staff user must use two-factor authentication: one without it is sent to
+    # enrolment after the password and can do nothing else until enrolled.
+    staff_require_2fa: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -122,6 +125,7 @@ class Settings:
             import_lease_seconds=int(
                 env.get("IMPORT_LEASE_SECONDS", cls.import_lease_seconds)
             ),
+            staff_require_2fa=_bool(env.get("STAFF_REQUIRE_2FA")),
         )
 
     def with_overrides(self, overrides: dict[str, Any]) -> Settings:

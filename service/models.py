@@ -258,6 +258,12 @@ class User(Base):
     # Part of the id every staff session (and remember cookie) carries: replacing it on
     # sign-out, deactivation or a password change ends those sessions server-side.
     session_token: Mapped[str] = mapped_column(String(64), default=new_session_token)
+    # Two-factor authentication (service.twofactor): the Fernet-encrypted TOTP secret, set
+    # while enrolling and kept when confirmed (totp_enabled_at); the last time step a code
+    # was accepted for, so that no code works twice.
+    totp_secret: Mapped[str | None] = mapped_column(String(300))
+    totp_enabled_at: Mapped[datetime | None]
+    totp_last_step: Mapped[int | None]
 
     # Flask-Login protocol.
     @property
@@ -275,6 +281,17 @@ class User(Base):
     def get_id(self) -> str:
         """What Flask-Login keeps in the session: the id and the current session token."""
         return f"{self.id}:{self.session_token}"
+
+
+class StaffRecoveryCode(Base):
+    """A one-time code that replaces a TOTP code (a lost phone); stored as its SHA-256."""
+
+    __tablename__ = "staff_recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None]
 
 
 class ApiToken(Base):

@@ -18,9 +18,10 @@ from flask import (
 )
 from flask_login import current_user, login_user, logout_user
 
-from .. import db
+from .. import db, twofactor
 from ..audit import record
 from ..auth import authenticate_password, end_sessions, hash_password, verify_password
+from ..config import settings
 from ..extensions import limiter, login_manager
 from ..models import Role, User
 from .blueprint import bp
@@ -28,8 +29,16 @@ from .blueprint import bp
 F = TypeVar("F", bound=Callable[..., Any])
 
 LOGIN_RATE_LIMIT = "10/minute"
+# Wrong two-factor codes, per account whatever the IP (counted only after the right
+# password): at most ~7,300 guesses a year against a 1-in-333,333 chance each.
+CODE_RATE_LIMIT = "5/15 minutes;20/day"
 MIN_PASSWORD_LENGTH = 10
 PUBLIC_ENDPOINTS = {"admin.login"}
+ENROL_FIRST = "Set up two-factor authentication first: it is required for all staff."
+# With STAFF_REQUIRE_2FA, all a signed-in user without two-factor authentication may reach.
+ENROLMENT_ENDPOINTS = {
+    "admin.two_factor", "admin.two_factor_setup", "admin.two_factor_confirm", "admin.logout",
+}
 
 
 @bp.before_request
@@ -41,7 +50,30 @@ def _require_login() -> Any:
         # No session, or one that sign-out, deactivation or a password change has ended
         # (the user loader checks the session token): see `service.auth.load_user`.
         return login_manager.unauthorized()
+    if must_enrol(staff_user()) and request.endpoint not in ENROLMENT_ENDPOINTS:
+        flash(ENROL_FIRST)
+        return redirect(url_for("admin.two_factor"))
     return None
+
+
+def must_enrol(user: User) -> bool:
+    """STAFF_REQUIRE_2FA is on and this user has no second factor yet."""
+    return settings().staff_require_2fa and not twofactor.enabled(user)
+
+
+def second_factor_account() -> str:
+    """Rate-limit key of two-factor codes: the account, not the IP."""
+    if request.endpoint == "admin.login":
+        email = request.form.get("email", "").strip().lower()[:254]
+    else:
+        email = getattr(current_user, "email", "")
+    return f"2fa:{email}"
+
+
+def second_factor_failed(_response: Any) -> bool:
+    """Count an attempt against CODE_RATE_LIMIT only when the password was right but the
+    code was not (a stranger cannot lock staff out without their password)."""
+    return bool(g.get("second_factor_failed"))
 
 
 def staff_user() -> User:
@@ -99,6 +131,8 @@ def _safe_next(target: str | None) -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(LOGIN_RATE_LIMIT, methods=["POST"])
+@limiter.limit(CODE_RATE_LIMIT, methods=["POST"], key_func=second_factor_account,
+               deduct_when=second_factor_failed)
 def login() -> Any:
     if current_user.is_authenticated and request.method == "GET":
         return redirect(_safe_next(request.args.get("next")))
@@ -108,12 +142,24 @@ def login() -> Any:
         email = request.form.get("email", "").strip().lower()[:254]
         password = request.form.get("password", "")
         user = authenticate_password(db.session(), email, password)
-        if user is not None:
+        if user is None:
+            error = "Wrong address or password."
+        elif twofactor.enabled(user) and not twofactor.verify_second_factor(
+            db.session(), user, request.form.get("code", "")
+        ):
+            db.session().rollback()
+            g.second_factor_failed = True
+            error = ("Enter the 6-digit code from your authenticator app (or a recovery code)."
+                     if not request.form.get("code", "").strip()
+                     else "That authentication code is wrong or was used already.")
+        else:
             login_user(user)
             audit("user.login", "user", user.id)
             db.session().commit()
+            if must_enrol(user):
+                flash(ENROL_FIRST)
+                return redirect(url_for("admin.two_factor"))
             return redirect(_safe_next(request.args.get("next")))
-        error = "Wrong address or password."
     status = 401 if error else 200
     return render_template("admin/login.html", error=error, email=email), status
 

@@ -17,7 +17,9 @@ from tests.factories import PASSWORD, user
 from .signin import Staff, csrf_token, log_in
 
 # Views any signed-in staff member may POST to (their own session and password).
-SELF_SERVICE_POSTS = {"admin.logout", "admin.password"}
+SELF_SERVICE_POSTS = {
+    "admin.logout", "admin.password", "admin.two_factor_setup", "admin.two_factor_confirm",
+}
 
 
 def admin_rules(app: Flask) -> list[Rule]:
