@@ -224,7 +224,7 @@ def sink_command(port: int, *extra: str) -> list[str]:
 def worker_env(database_url: str, redis_url: str, sink_port: int, **extra: str) -> dict[str, str]:
     return {
         **os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
-        "QUEUE_PREFIX": "bench-", "SECRET_KEY": "bench-secret-key",
+        "QUEUE_PREFIX": "bench-", "SECRET_KEY": "bench-secret-key-used-only-by-the-benchmarks",
         "SENDGRID_API_KEY": "SG.bench", "SENDGRID_API_HOST": f"http://127.0.0.1:{sink_port}",
         "PUBLIC_URL": "https://lists.example.org", "MAIL_FROM": "Bench <alerts@example.org>",
         "ORG_NAME": "Bench Org", "ORG_POSTAL_ADDRESS": "1 Main St, Springfield, IL 62701",

@@ -57,7 +57,8 @@ def generate(path: Path, rows: int) -> None:
 
 def run_import(url: str, path: Path) -> tuple[float, float, str]:
     """(seconds, peak RSS in MB, last output line) of one `actionlist import` subprocess."""
-    env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": "bench-secret",
+    env = {**os.environ, "DATABASE_URL": url,
+           "SECRET_KEY": "bench-secret-key-used-only-by-the-benchmarks",
            "REDIS_URL": "", "PYTHONPATH": str(ROOT)}
     started = time.perf_counter()
     proc = subprocess.Popen(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import secrets
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from . import db
 from .db import utcnow
-from .models import ApiToken, Role, User
+from .models import ApiToken, Role, User, new_session_token
 
 F = TypeVar("F", bound=Callable[..., Any])
 _hasher = PasswordHasher()
@@ -32,6 +33,24 @@ def verify_password(stored_hash: str, password: str) -> bool:
         return _hasher.verify(stored_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+# Verified when there is no usable account, so that an unknown or deactivated address costs
+# exactly as much work as a wrong password and timing tells nothing about accounts.
+_DUMMY_HASH = _hasher.hash("not-a-real-password-only-for-constant-work")
+
+
+def authenticate_password(session: Session, email: str, password: str) -> User | None:
+    """The active staff user with this address and password, else None.
+
+    Exactly one argon2 verification happens whatever the outcome: against the dummy hash
+    when the address is unknown or its account deactivated.
+    """
+    user = session.scalars(select(User).where(User.email == email)).first()
+    usable = user is not None and user.active
+    stored = user.password_hash if usable and user is not None else _DUMMY_HASH
+    matches = verify_password(stored, password)
+    return user if usable and matches else None
 
 
 def create_user(session: Session, email: str, password: str, role: Role) -> User:
@@ -91,9 +110,23 @@ def require_role(role: Role) -> Callable[[F], F]:
     return decorator
 
 
-def load_user(user_id: str) -> User | None:
-    """Flask-Login's user loader (staff sessions of the admin)."""
-    if not user_id.isdigit():
+def end_sessions(user: User) -> None:
+    """Sign out every session and remember cookie of `user` (committed by the caller)."""
+    user.session_token = new_session_token()
+
+
+def load_user(session_id: str) -> User | None:
+    """Flask-Login's user loader: `User.get_id()` as kept in a session or remember cookie.
+
+    The id names the user and carries their session token; a token that was replaced
+    (sign-out, deactivation, password change) no longer loads anyone.
+    """
+    user_id, _, token = session_id.partition(":")
+    if not (user_id.isascii() and user_id.isdigit() and len(user_id) <= 18 and token):
         return None
     user = db.session().get(User, int(user_id))
-    return user if user is not None and user.active else None
+    if user is None or not user.active:
+        return None
+    if not hmac.compare_digest(user.session_token.encode(), token.encode()):
+        return None
+    return user

@@ -15,6 +15,9 @@ from typing import Any
 from flask import Flask, current_app
 
 DEV_SECRET_KEY = "dev-only-not-secret"  # noqa: S105 - only accepted in debug/`make run`
+# Signing keys guard staff sessions and every signed link: 32 bytes is 256 bits of HMAC
+# key, and a shorter (typed, guessable) key could be brute-forced offline from one cookie.
+MIN_SECRET_KEY_BYTES = 32
 
 
 class ConfigError(RuntimeError):
@@ -70,6 +73,9 @@ class Settings:
     # Imports run as a job: a running import whose heartbeat (one per chunk) is
     # older than this lease was abandoned by a killed worker and is queued again.
     import_lease_seconds: int = 120
+    # Every staff user must use two-factor authentication: one without it is sent to
+    # enrolment after the password and can do nothing else until enrolled.
+    staff_require_2fa: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -119,6 +125,7 @@ class Settings:
             import_lease_seconds=int(
                 env.get("IMPORT_LEASE_SECONDS", cls.import_lease_seconds)
             ),
+            staff_require_2fa=_bool(env.get("STAFF_REQUIRE_2FA")),
         )
 
     def with_overrides(self, overrides: dict[str, Any]) -> Settings:
@@ -140,6 +147,10 @@ class Settings:
                     "(use `make run` or FLASK_DEBUG=1 for development)"
                 )
             secret_key = DEV_SECRET_KEY
+        elif not (self.debug or self.testing):
+            check_signing_key("SECRET_KEY", secret_key)
+            for fallback in self.secret_key_fallbacks:
+                check_signing_key("SECRET_KEY_FALLBACKS", fallback)
         return replace(
             self,
             database_url=database_url,
@@ -156,6 +167,21 @@ class Settings:
     @property
     def uses_redis(self) -> bool:
         return bool(self.redis_url)
+
+
+def check_signing_key(name: str, key: str) -> None:
+    """Production refuses the development key and keys too short to resist brute force."""
+    if key.strip() == DEV_SECRET_KEY:
+        raise ConfigError(
+            f"{name} is the development key, which is published: production refuses it. "
+            'Generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
+        )
+    if len(key.strip().encode()) < MIN_SECRET_KEY_BYTES:
+        raise ConfigError(
+            f"{name} must be at least {MIN_SECRET_KEY_BYTES} bytes of random text: "
+            "production refuses shorter keys. "
+            'Generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
+        )
 
 
 def settings(app: Flask | None = None) -> Settings:

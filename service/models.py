@@ -7,6 +7,7 @@ names are the stored values, so they are lower-case on purpose.
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +27,11 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .db import Base, utcnow
+
+
+def new_session_token() -> str:
+    """A fresh random staff session token (see `User.session_token`)."""
+    return secrets.token_urlsafe(24)
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT ids.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -249,6 +255,15 @@ class User(Base):
     role: Mapped[Role] = mapped_column(default=Role.viewer)
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Part of the id every staff session (and remember cookie) carries: replacing it on
+    # sign-out, deactivation or a password change ends those sessions server-side.
+    session_token: Mapped[str] = mapped_column(String(64), default=new_session_token)
+    # Two-factor authentication (service.twofactor): the Fernet-encrypted TOTP secret, set
+    # while enrolling and kept when confirmed (totp_enabled_at); the last time step a code
+    # was accepted for, so that no code works twice.
+    totp_secret: Mapped[str | None] = mapped_column(String(300))
+    totp_enabled_at: Mapped[datetime | None]
+    totp_last_step: Mapped[int | None]
 
     # Flask-Login protocol.
     @property
@@ -264,7 +279,19 @@ class User(Base):
         return False
 
     def get_id(self) -> str:
-        return str(self.id)
+        """What Flask-Login keeps in the session: the id and the current session token."""
+        return f"{self.id}:{self.session_token}"
+
+
+class StaffRecoveryCode(Base):
+    """A one-time code that replaces a TOTP code (a lost phone); stored as its SHA-256."""
+
+    __tablename__ = "staff_recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None]
 
 
 class ApiToken(Base):

@@ -127,7 +127,7 @@ def app_config(backend: str, request: pytest.FixtureRequest, sink: SinkServer,
                tmp_path: Path) -> dict[str, Any]:
     config: dict[str, Any] = {
         "testing": True,
-        "secret_key": "test-secret-key",
+        "secret_key": "test-secret-key-used-only-by-the-test-suite",
         "public_url": "http://localhost",
         "sendgrid_api_key": "SG.test",
         "sendgrid_api_host": sink.url,

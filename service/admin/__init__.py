@@ -17,6 +17,7 @@ from . import (  # noqa: F401
     records,
     staff,
     subscribers,
+    twofactor,
 )
 from .blueprint import bp
 

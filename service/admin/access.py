@@ -3,29 +3,25 @@
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from flask import (
     abort,
-    current_app,
     flash,
     g,
     redirect,
     render_template,
     request,
-    session,
     url_for,
 )
 from flask_login import current_user, login_user, logout_user
-from sqlalchemy import select
 
-from .. import db
+from .. import db, twofactor
 from ..audit import record
-from ..auth import hash_password, verify_password
+from ..auth import authenticate_password, end_sessions, hash_password, verify_password
+from ..config import settings
 from ..extensions import limiter, login_manager
 from ..models import Role, User
 from .blueprint import bp
@@ -34,10 +30,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
 
 LOGIN_RATE_LIMIT = "10/minute"
+# Wrong two-factor codes, per account whatever the IP (counted only after the right
+# password): at most ~7,300 guesses a year against a 1-in-333,333 chance each.
+CODE_RATE_LIMIT = "5/15 minutes;20/day"
 MIN_PASSWORD_LENGTH = 10
-# Verified when the address is unknown, so a wrong address costs as long as a wrong password.
-_DUMMY_HASH = hash_password("not-a-real-password-just-timing")
 PUBLIC_ENDPOINTS = {"admin.login"}
+ENROL_FIRST = "Set up two-factor authentication first: it is required for all staff."
+# With STAFF_REQUIRE_2FA, all a signed-in user without two-factor authentication may reach.
+ENROLMENT_ENDPOINTS = {
+    "admin.two_factor", "admin.two_factor_setup", "admin.two_factor_confirm", "admin.logout",
+}
 
 
 @bp.before_request
@@ -46,25 +48,33 @@ def _require_login() -> Any:
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
     if not current_user.is_authenticated:
+        # No session, or one that sign-out, deactivation or a password change has ended
+        # (the user loader checks the session token): see `service.auth.load_user`.
         return login_manager.unauthorized()
-    if session.get(PASSWORD_MARK) != password_mark(staff_user()):
-        # The password changed since this session signed in (elsewhere): sign it out.
-        logout_user()
-        return login_manager.unauthorized()
+    if must_enrol(staff_user()) and request.endpoint not in ENROLMENT_ENDPOINTS:
+        flash(ENROL_FIRST)
+        return redirect(url_for("admin.two_factor"))
     return None
 
 
-PASSWORD_MARK = "_admin_pw"  # noqa: S105 - a session key name, not a password
+def must_enrol(user: User) -> bool:
+    """STAFF_REQUIRE_2FA is on and this user has no second factor yet."""
+    return settings().staff_require_2fa and not twofactor.enabled(user)
 
 
-def password_mark(user: User) -> str:
-    """A keyed fingerprint of the password hash, kept in the session at sign-in.
+def second_factor_account() -> str:
+    """Rate-limit key of two-factor codes: the account, not the IP."""
+    if request.endpoint == "admin.login":
+        email = request.form.get("email", "").strip().lower()[:254]
+    else:
+        email = getattr(current_user, "email", "")
+    return f"2fa:{email}"
 
-    Changing the password changes the mark, which signs out every other session. The
-    session cookie is signed but readable, so it carries an HMAC, not the hash itself.
-    """
-    key = str(current_app.config["SECRET_KEY"]).encode()
-    return hmac.new(key, user.password_hash.encode(), hashlib.sha256).hexdigest()[:32]
+
+def second_factor_failed(_response: Any) -> bool:
+    """Count an attempt against CODE_RATE_LIMIT only when the password was right but the
+    code was not (a stranger cannot lock staff out without their password)."""
+    return bool(g.get("second_factor_failed"))
 
 
 def staff_user() -> User:
@@ -134,6 +144,8 @@ def _safe_next(target: str | None) -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(LOGIN_RATE_LIMIT, methods=["POST"])
+@limiter.limit(CODE_RATE_LIMIT, methods=["POST"], key_func=second_factor_account,
+               deduct_when=second_factor_failed)
 def login() -> Any:
     if current_user.is_authenticated and request.method == "GET":
         return redirect(_safe_next(request.args.get("next")))
@@ -142,16 +154,25 @@ def login() -> Any:
     if request.method == "POST":
         email = request.form.get("email", "").strip().lower()[:254]
         password = request.form.get("password", "")
-        user = db.session().scalars(select(User).where(User.email == email)).first()
+        user = authenticate_password(db.session(), email, password)
         if user is None:
-            verify_password(_DUMMY_HASH, password)
-        elif user.active and verify_password(user.password_hash, password):
+            error = "Wrong address or password."
+        elif twofactor.enabled(user) and not twofactor.verify_second_factor(
+            db.session(), user, request.form.get("code", "")
+        ):
+            db.session().rollback()
+            g.second_factor_failed = True
+            error = ("Enter the 6-digit code from your authenticator app (or a recovery code)."
+                     if not request.form.get("code", "").strip()
+                     else "That authentication code is wrong or was used already.")
+        else:
             login_user(user)
-            session[PASSWORD_MARK] = password_mark(user)
             audit("user.login", "user", user.id)
             db.session().commit()
+            if must_enrol(user):
+                flash(ENROL_FIRST)
+                return redirect(url_for("admin.two_factor"))
             return redirect(_safe_next(request.args.get("next")))
-        error = "Wrong address or password."
     status = 401 if error else 200
     return render_template("admin/login.html", error=error, email=email), status
 
@@ -159,8 +180,15 @@ def login() -> Any:
 @bp.post("/logout")
 @staff_required(Role.viewer)
 def logout() -> Any:
+    """Sign out for good: the session token changes, so no copy of the cookie works again.
+
+    That ends this user's other sessions too (other browsers sign in again).
+    """
+    user = staff_user()
+    end_sessions(user)
+    audit("user.logout", "user", user.id)
+    db.session().commit()
     logout_user()
-    session.pop(PASSWORD_MARK, None)
     return redirect(url_for("admin.login"))
 
 
@@ -180,7 +208,8 @@ def password() -> Any:
             errors.append("The two new passwords differ.")
         if not errors:
             user.password_hash = hash_password(new)
-            session[PASSWORD_MARK] = password_mark(user)  # this session stays signed in
+            end_sessions(user)  # every other session is signed out ...
+            login_user(user)  # ... and this one carries the new token
             audit("password.change", "user", user.id)
             db.session().commit()
             flash("Your password has been changed.")

@@ -8,7 +8,7 @@ from flask import flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from .. import db
-from ..auth import create_api_token, create_user
+from ..auth import create_api_token, create_user, end_sessions
 from ..db import utcnow
 from ..models import ApiToken, Role, User
 from .access import MIN_PASSWORD_LENGTH, audit, found, staff_required, staff_user
@@ -70,6 +70,8 @@ def user_set_active(user_id: int) -> Any:
         flash("You cannot deactivate yourself.")
         return redirect(url_for("admin.users"))
     user.active = active
+    if not active:
+        end_sessions(user)  # at once, and reactivation does not bring them back
     audit("user.activate" if active else "user.deactivate", "user", user.id, email=user.email)
     session.commit()
     flash(f"{user.email} is now {'active' if active else 'deactivated'}.")

@@ -8,8 +8,9 @@ import sys
 import click
 from sqlalchemy import select
 
-from .. import db
-from ..auth import create_api_token, create_user
+from .. import db, twofactor
+from ..audit import record
+from ..auth import create_api_token, create_user, end_sessions
 from ..models import Role, User
 
 ROLE_CHOICE = click.Choice([r.value for r in Role])
@@ -40,6 +41,32 @@ def users_create(email: str, role: str, password_stdin: bool) -> None:
         raise click.ClickException(str(exc)) from exc
     session.commit()
     click.echo(f"Created {role} {email}.")
+
+
+@users.command("2fa")
+@click.argument("email")
+def users_2fa(email: str) -> None:
+    """Turn on two-factor authentication for EMAIL (or replace a lost phone's secret).
+
+    Prints the otpauth:// URI to load into an authenticator app, and the recovery codes:
+    both are shown this once, never again.
+    """
+    session = db.session()
+    user = session.scalars(select(User).where(User.email == email.strip().lower())).first()
+    if user is None:
+        raise click.ClickException(f"No user {email}.")
+    had_it = twofactor.enabled(user)
+    uri, codes = twofactor.enable_now(session, user)
+    end_sessions(user)  # whoever held the old second factor is signed out
+    record(session, actor="cli", action="user.2fa_enable", object_type="user",
+           object_id=user.id, detail={"replaced": had_it})
+    session.commit()
+    click.echo(uri)
+    click.echo(f"Two-factor authentication is {'reset' if had_it else 'on'} for {user.email}: "
+               "load the URI above into an authenticator app (shown only now).", err=True)
+    click.echo("Recovery codes (each works once, shown only now):", err=True)
+    for code in codes:
+        click.echo(f"  {code}", err=True)
 
 
 @click.group("tokens", help="API tokens.")

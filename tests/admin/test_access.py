@@ -17,7 +17,9 @@ from tests.factories import PASSWORD, user
 from .signin import Staff, csrf_token, log_in
 
 # Views any signed-in staff member may POST to (their own session and password).
-SELF_SERVICE_POSTS = {"admin.logout", "admin.password"}
+SELF_SERVICE_POSTS = {
+    "admin.logout", "admin.password", "admin.two_factor_setup", "admin.two_factor_confirm",
+}
 
 
 def admin_rules(app: Flask) -> list[Rule]:
@@ -197,3 +199,131 @@ def test_pages_hide_buttons_the_role_cannot_use(staff: Callable[[str], Staff]) -
     admin = staff("admin")
     assert "New list" in admin.get("/admin/lists").text
     assert "/admin/users" in admin.get("/admin/").text
+
+
+def test_login_does_the_same_hash_work_for_unknown_inactive_and_active_users(
+    app: Flask, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A login answers in the same time whether or not the address is a usable account:
+    every attempt verifies exactly one argon2 hash (a dummy one when there is no account)."""
+    from argon2 import PasswordHasher
+
+    user("active@example.org", Role.admin)
+    inactive = user("gone@example.org", Role.admin)
+    inactive.active = False
+    db.session().commit()
+    calls: list[str] = []
+    real_verify = PasswordHasher.verify
+
+    def counting_verify(self, hash, password):  # type: ignore[no-untyped-def]
+        calls.append(hash)
+        return real_verify(self, hash, password)
+
+    monkeypatch.setattr(PasswordHasher, "verify", counting_verify)
+    client = app.test_client()
+    token = csrf_token(client)
+    counts = {}
+    for case, email, password in [
+        ("unknown", "nobody@example.org", PASSWORD),
+        ("inactive, right password", "gone@example.org", PASSWORD),
+        ("inactive, wrong password", "gone@example.org", "wrong password!"),
+        ("active, wrong password", "active@example.org", "wrong password!"),
+    ]:
+        calls.clear()
+        response = client.post("/admin/login", data={
+            "email": email, "password": password, "csrf_token": token})
+        assert response.status_code == 401, case
+        assert "Wrong address or password" in response.text, case
+        counts[case] = len(calls)
+    assert counts == dict.fromkeys(counts, 1)
+
+
+def test_login_timing_does_not_single_out_inactive_accounts(app: Flask) -> None:
+    """Coarse: an inactive account's refusal takes at least half as long as a wrong password
+    (before, it skipped argon2 and answered in a few milliseconds instead of ~50)."""
+    import time
+
+    user("active@example.org", Role.admin)
+    inactive = user("gone@example.org", Role.admin)
+    inactive.active = False
+    db.session().commit()
+    client = app.test_client()
+    token = csrf_token(client)
+
+    def fastest(email: str) -> float:
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            client.post("/admin/login", data={
+                "email": email, "password": "wrong password!", "csrf_token": token})
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    wrong_password = fastest("active@example.org")
+    assert fastest("gone@example.org") > wrong_password / 2
+    assert fastest("nobody@example.org") > wrong_password / 2
+
+
+def session_cookie(client) -> str:  # type: ignore[no-untyped-def]
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    return str(cookie.value)
+
+
+def test_a_logged_out_session_cookie_no_longer_opens_the_admin(
+    app: Flask, staff: Callable[[str], Staff]
+) -> None:
+    """Someone who copied the cookie (a shared computer, a stolen backup) keeps nothing."""
+    viewer = staff("viewer")
+    stolen = session_cookie(viewer.client)
+    assert viewer.post("/admin/logout").status_code == 302
+    replay = app.test_client()
+    replay.set_cookie("session", stolen)
+    response = replay.get("/admin/")
+    assert response.status_code == 302
+    assert urlsplit(response.location).path == "/admin/login"
+
+
+def test_a_logged_out_remember_cookie_no_longer_signs_in(
+    app: Flask, staff: Callable[[str], Staff]
+) -> None:
+    from flask_login.utils import encode_cookie
+
+    viewer = staff("viewer")
+    account = db.session().query(User).filter_by(email=viewer.email).one()
+    with app.test_request_context():
+        remember = encode_cookie(account.get_id())
+    replay = app.test_client()
+    replay.set_cookie("remember_token", remember)
+    assert replay.get("/admin/").status_code == 200  # the remember cookie works while valid
+    assert viewer.post("/admin/logout").status_code == 302
+    after = app.test_client()
+    after.set_cookie("remember_token", remember)
+    assert after.get("/admin/").status_code == 302
+
+
+def test_deactivation_ends_sessions_for_good(app: Flask, staff: Callable[[str], Staff]) -> None:
+    """Turning an account off and on again does not bring its old sessions back."""
+    admin = staff("admin")
+    editor = staff("editor")
+    account = db.session().query(User).filter_by(email=editor.email).one()
+    assert editor.get("/admin/").status_code == 200
+    assert admin.post(f"/admin/users/{account.id}/active", {"active": "0"}).status_code == 302
+    assert editor.get("/admin/").status_code == 302
+    assert admin.post(f"/admin/users/{account.id}/active", {"active": "1"}).status_code == 302
+    assert editor.get("/admin/").status_code == 302
+    fresh = app.test_client()
+    log_in(fresh, editor.email)
+    assert fresh.get("/admin/").status_code == 200
+
+
+def test_a_session_id_that_is_not_ours_is_refused(app: Flask) -> None:
+    """Hostile session contents (a forged or malformed user id) never sign anyone in."""
+    account = user("ana@example.org", Role.admin)
+    for forged in (str(account.id), f"{account.id}:", f"{account.id}:x", "²", "9" * 30,
+                   f"{account.id}:{'a' * 5000}", "\u202e1"):
+        client = app.test_client()
+        with client.session_transaction() as sess:
+            sess["_user_id"] = forged
+            sess["_fresh"] = True
+        assert client.get("/admin/").status_code == 302, forged

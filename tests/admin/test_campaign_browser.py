@@ -93,7 +93,7 @@ def live(make_app: Callable[..., Flask], tmp_path: Path) -> Iterator[Live]:
         subscribers(AUDIENCE, locale_es_every=4)
         db.database().scoped.remove()
     env = {**os.environ, "DATABASE_URL": conf.database_url, "REDIS_URL": conf.redis_url,
-           "QUEUE_PREFIX": conf.queue_prefix, "SECRET_KEY": "test-secret-key",
+           "QUEUE_PREFIX": conf.queue_prefix, "SECRET_KEY": "test-secret-key-used-only-by-the-test-suite",
            "SENDGRID_API_KEY": "SG.test", "SENDGRID_API_HOST": sink.url,
            "SENDGRID_WEBHOOK_PUBLIC_KEY": sink.public_key_b64, "PUBLIC_URL": url,
            "ORG_NAME": conf.org_name, "ORG_POSTAL_ADDRESS": conf.org_postal_address,

@@ -116,7 +116,7 @@ def test_live_preview_renders_each_language_with_the_real_renderer(
     # The sandbox: attribute tricks render as nothing.
     inert = editor.post("/admin/campaigns/preview?lang=en",
                         {**FORM, "body": "A{{ ''.__class__ }}B{{ config }}C"}).get_json()
-    assert "ABC" in inert["text"] and "test-secret-key" not in inert["html"]
+    assert "ABC" in inert["text"] and "test-secret-key-used-only-by-the-test-suite" not in inert["html"]
     unsafe = editor.post("/admin/campaigns/preview?lang=en",
                          {**FORM, "body": "{{ ''.__class__.__mro__[1].__subclasses__() }}"})
     assert unsafe.status_code == 422 and "unsafe" in unsafe.get_json()["errors"]["body"]

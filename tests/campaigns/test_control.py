@@ -183,7 +183,7 @@ def test_template_injection_is_inert(
     for m in sink.messages():
         assert "ABCD" in m["text"]
         assert "class" not in m["text"] and "class 'str'" not in m["html"]
-        assert "SECRET" not in m["html"] and "test-secret-key" not in m["html"]
+        assert "SECRET" not in m["html"] and "test-secret-key-used-only-by-the-test-suite" not in m["html"]
 
 
 def test_schedule_and_a_due_campaign_started_by_recovery(

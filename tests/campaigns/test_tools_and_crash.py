@@ -142,7 +142,7 @@ def test_a_worker_killed_mid_send_loses_no_one(
         pytest.skip("needs real worker processes on Redis")
     conf = app.extensions["settings"]
     env = {**os.environ, "DATABASE_URL": conf.database_url, "REDIS_URL": conf.redis_url,
-           "QUEUE_PREFIX": conf.queue_prefix, "SECRET_KEY": "test-secret-key",
+           "QUEUE_PREFIX": conf.queue_prefix, "SECRET_KEY": "test-secret-key-used-only-by-the-test-suite",
            "SENDGRID_API_KEY": "SG.test", "SENDGRID_API_HOST": sink.url,
            "PUBLIC_URL": "http://localhost", "ORG_POSTAL_ADDRESS": "1 Main St",
            "CAMPAIGN_BATCH_SIZE": "5", "CAMPAIGN_LEASE_SECONDS": "2"}

@@ -83,7 +83,7 @@ def test_sigkill_mid_import_then_run_again(app, tmp_path):
     total, chunk = 20_000, 250
     path = write_csv(tmp_path / "members.csv", people(total))
     url = app.extensions["settings"].database_url
-    env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": "test-secret-key", "REDIS_URL": ""}
+    env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": "test-secret-key-used-only-by-the-test-suite", "REDIS_URL": ""}
     proc = subprocess.Popen(
         [str(BIN / "actionlist"), "import", str(path), "--list", "newsletter", "--confirmed",
          "--consent-note", NOTE, "--chunk-size", str(chunk)],

@@ -170,7 +170,7 @@ def test_worker_killed_mid_import_is_recovered_and_finishes_exactly(
     import_id = upload(client, api_token("campaigner"), csv_bytes(rows))
     conf = app.extensions["settings"]
     env = {**os.environ, "DATABASE_URL": conf.database_url, "REDIS_URL": conf.redis_url,
-           "QUEUE_PREFIX": conf.queue_prefix, "SECRET_KEY": "test-secret-key",
+           "QUEUE_PREFIX": conf.queue_prefix, "SECRET_KEY": "test-secret-key-used-only-by-the-test-suite",
            "PUBLIC_URL": "http://localhost", "ORG_POSTAL_ADDRESS": "1 Main St"}
     log = tmp_path / "worker.log"
 
