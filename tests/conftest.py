@@ -173,7 +173,23 @@ def make_app(
 
     yield factory
     for app in built:
+        stop_local_jobs(app)
         app.extensions["db"].engine.dispose()
+
+
+def stop_local_jobs(app: Flask) -> None:
+    """End a test's in-process jobs: cancel its timers (retries, scheduled jobs) and wait for
+    the running job, so that nothing of one test runs later inside another on the same
+    SQLite file (a retry firing 10 s later once applied a test's events twice)."""
+    local = app.extensions["queue"].local
+    if local is None:
+        return
+    with local.lock:
+        timers = list(local.timers)
+        local.timers.clear()
+    for timer in timers:
+        timer.cancel()
+    local.drain()
 
 
 @pytest.fixture
