@@ -63,12 +63,41 @@ LANGUAGES = {
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 _STATE = re.compile(r"[A-Z]{2}")
 
+# A spreadsheet opening a CSV runs a cell that starts with one of these as a formula
+# (OWASP, "CSV Injection"): `=cmd|'/C calc'!A0`, `@SUM(…)`, `-2+3`…
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_QUOTED_FORMULA = re.compile(r"'+[=+\-@\t\r]")
+
 
 _state_for = lru_cache(maxsize=100_000)(state_for)  # a linear search, and ZIPs repeat
 
 
 class FileError(ValueError):
     """The file as a whole cannot be imported (encoding, header): nothing was imported."""
+
+
+def quote_formula(value: str) -> str:
+    """`value` as a cell no spreadsheet runs: a formula start gets a `'` in front.
+
+    That is OWASP's rule, and spreadsheets show the cell as text without the quote. A
+    value that already is quotes before a formula start (`'=x`) gets one more, so that
+    `unquote_formula` always gives back exactly the value: an export imports back as it
+    was. Every other value is left as it is.
+    """
+    if value.startswith(FORMULA_START) or (value[:1] == "'" and _QUOTED_FORMULA.match(value)):
+        return "'" + value
+    return value
+
+
+def unquote_formula(cell: str) -> str:
+    """The value `quote_formula` made `cell` from (the importer reads every cell this way).
+
+    In a file written elsewhere, a cell typed as `'=x` (a spreadsheet's way to enter text
+    starting with `=`) is read as `=x` too.
+    """
+    if cell[:1] == "'" and _QUOTED_FORMULA.match(cell):
+        return cell[1:]
+    return cell
 
 
 def header_key(text: str) -> str:
@@ -184,7 +213,7 @@ class ColumnMap:
         self.attributes = []
         seen: dict[str, str] = {}
         for index, raw in enumerate(self.header):
-            name = raw.strip()
+            name = unquote_formula(raw).strip()
             key = header_key(name)
             if not key:
                 continue  # an unnamed column carries nothing we could name
@@ -309,6 +338,8 @@ def _parse(reader: Reader, columns: ColumnMap) -> Iterator[Row | Problem]:
                 continue
             del cells[width:]
         cells.extend([""] * (width + 1 - len(cells)))
+        if "'" in "".join(cells):  # one C-level test per row; quoted cells are rare
+            cells[:] = [unquote_formula(cell) for cell in cells]
         raw_email = cells[email_at]
         try:
             email = fast_normalise_email(raw_email)
