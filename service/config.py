@@ -70,6 +70,9 @@ class Settings:
     # Imports run as a job: a running import whose heartbeat (one per chunk) is
     # older than this lease was abandoned by a killed worker and is queued again.
     import_lease_seconds: int = 120
+    # Preferences links never expire, but downloading or erasing a person's data needs
+    # one mailed within this many days (an older link offers to mail a new one).
+    preferences_fresh_days: int = 2
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -118,6 +121,9 @@ class Settings:
             campaign_batch_size=int(env.get("CAMPAIGN_BATCH_SIZE", cls.campaign_batch_size)),
             import_lease_seconds=int(
                 env.get("IMPORT_LEASE_SECONDS", cls.import_lease_seconds)
+            ),
+            preferences_fresh_days=int(
+                env.get("PREFERENCES_FRESH_DAYS", cls.preferences_fresh_days)
             ),
         )
 
