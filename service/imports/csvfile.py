@@ -189,12 +189,23 @@ def not_utf8(line: int, byte: bytes) -> FileError:
     )
 
 
-def read_header(head: bytes) -> list[str]:
-    text = head.decode("utf-8-sig", errors="ignore")
+def _reader(stream: IO[str]) -> Reader:
+    """A csv reader under our cell size limit (the csv module's limit is process-wide, so
+    it is set before every file: the header must meet the same limit as the rows)."""
+    csv.field_size_limit(FIELD_LIMIT)
+    return csv.reader(stream)
+
+
+def _first_line(reader: Reader) -> list[str] | None:
     try:
-        first = next(csv.reader(io.StringIO(text, newline="")), None)
+        return next(reader, None)
     except csv.Error as exc:
         raise FileError(f"The header line cannot be read: {exc}.") from None
+
+
+def read_header(head: bytes) -> list[str]:
+    text = head.decode("utf-8-sig", errors="ignore")
+    first = _first_line(_reader(io.StringIO(text, newline="")))
     if not first or not any(cell.strip() for cell in first):
         raise FileError("The first line must be a header naming the columns (e.g. email).")
     return first
@@ -299,11 +310,9 @@ def rows(stream: IO[str], columns: ColumnMap | None = None) -> Iterator[Row | Pr
     Line numbers are physical lines of the file (the header is line 1), the first line
     of a record when a quoted cell spans several.
     """
-    csv.field_size_limit(FIELD_LIMIT)
-    reader = csv.reader(stream)
-    try:
-        header = next(reader)
-    except StopIteration:
+    reader = _reader(stream)
+    header = _first_line(reader)
+    if header is None:
         return
     columns = columns or ColumnMap(header)
     yield from _parse(reader, columns)
