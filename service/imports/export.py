@@ -104,7 +104,7 @@ class CsvWriter:
         self._writer = csv.writer(out)
 
     def writerow(self, row: Iterable[object]) -> None:
-        self._writer.writerow([quote_formula(str(cell)) for cell in row])
+        self._writer.writerow(["" if cell is None else quote_formula(str(cell)) for cell in row])
 
     def writerows(self, rows: Iterable[Iterable[object]]) -> None:
         for row in rows:
