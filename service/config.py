@@ -76,6 +76,9 @@ class Settings:
     # Every staff user must use two-factor authentication: one without it is sent to
     # enrolment after the password and can do nothing else until enrolled.
     staff_require_2fa: bool = False
+    # Preferences links never expire, but downloading or erasing a person's data needs
+    # one mailed within this many days (an older link offers to mail a new one).
+    preferences_fresh_days: int = 2
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -126,6 +129,9 @@ class Settings:
                 env.get("IMPORT_LEASE_SECONDS", cls.import_lease_seconds)
             ),
             staff_require_2fa=_bool(env.get("STAFF_REQUIRE_2FA")),
+            preferences_fresh_days=int(
+                env.get("PREFERENCES_FRESH_DAYS", cls.preferences_fresh_days)
+            ),
         )
 
     def with_overrides(self, overrides: dict[str, Any]) -> Settings:

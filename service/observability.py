@@ -1,12 +1,22 @@
-"""Logs that carry a request or job id, and Prometheus metrics (served by public/health.py)."""
+"""Logs that carry a request or job id, and Prometheus metrics (served by public/health.py).
+
+No log line the service writes carries the token of a signed link: the tokens sit in URL
+paths (`/preferences/<token>` exports and erases a person's data), and log files travel
+further than the database. `RedactTokens` rewrites them to `[token]` on the app's log
+handler and, through `GunicornLogger` (the Procfile's `--logger-class`), in gunicorn's
+access and error logs, whose lines also hold the `Referer` of the page a link led to.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
+from typing import Any
 
 from flask import Flask, Response, current_app, g, has_request_context
+from gunicorn.glogging import Logger as _GunicornBaseLogger
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from rq import get_current_job
 
@@ -61,6 +71,38 @@ class ContextFilter(logging.Filter):
         return True
 
 
+# The public routes whose path segment after the prefix is a signed token. A path like
+# `/preferences` (the form asking for a link) has no such segment and stays as it is.
+TOKEN_PATHS = ("confirm", "unsubscribe", "preferences", "export", "view")
+_TOKEN_IN_PATH = re.compile(rf"(/(?:{'|'.join(TOKEN_PATHS)})/)[^/?#\s\"']+")
+
+
+def redact_tokens(text: str) -> str:
+    """`text` with every `/<purpose>/<token>` written as `/<purpose>/[token]`."""
+    return _TOKEN_IN_PATH.sub(r"\1[token]", text)
+
+
+class RedactTokens(logging.Filter):
+    """Formats the record's message and takes the link tokens out of it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_tokens(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+class GunicornLogger(_GunicornBaseLogger):
+    """Gunicorn's logger with `RedactTokens` on its access and error logs."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for log in (self.access_log, self.error_log):
+            if not any(isinstance(f, RedactTokens) for f in log.filters):
+                log.addFilter(RedactTokens())
+
+
 def configure_logging(app: Flask) -> None:
     root = logging.getLogger()
     if not any(isinstance(f, ContextFilter) for h in root.handlers for f in h.filters):
@@ -72,6 +114,7 @@ def configure_logging(app: Flask) -> None:
             )
         )
         handler.addFilter(ContextFilter())
+        handler.addFilter(RedactTokens())
         root.addHandler(handler)
         root.setLevel(logging.INFO)
 

@@ -205,9 +205,28 @@ def unsubscribe_url(
     return public_url(f"/unsubscribe/{token}", settings)
 
 
-def preferences_url(subscriber_id: int, settings: Settings | None = None) -> str:
-    token = make_token(Purpose.preferences, {"s": subscriber_id}, settings)
+def preferences_url(subscriber_id: int, settings: Settings | None = None,
+                    mailed_at: datetime | None = None) -> str:
+    """A preferences link. One made now from an older link (the unsubscribe page links to
+    the preferences) carries that link's `mailed_at` (`issued_at` reads it back): it proves
+    control of the mailbox no more recently than the link it came from."""
+    payload: dict[str, Any] = {"s": subscriber_id}
+    if mailed_at is not None:
+        payload["t"] = int(mailed_at.timestamp())
+    token = make_token(Purpose.preferences, payload, settings)
     return public_url(f"/preferences/{token}", settings)
+
+
+def issued_at(payload: dict[str, Any], signed_at: datetime) -> datetime:
+    """When the mail that carried this link was sent: its own signing time, or the earlier
+    time a link made from another link carries (`t`, never later than the signature)."""
+    mailed = payload.get("t")
+    if isinstance(mailed, int) and not isinstance(mailed, bool):
+        try:
+            return min(signed_at, datetime.fromtimestamp(mailed, UTC))
+        except (OverflowError, OSError, ValueError):
+            return signed_at
+    return signed_at
 
 
 def list_unsubscribe_headers(

@@ -8,8 +8,6 @@ header (`service.imports.columns`), so the importer needs no second way of readi
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 from typing import Any, BinaryIO, cast
 
@@ -152,20 +150,13 @@ def import_problems(import_id: int) -> Any:
     row = _import(import_id)
     session = db.session()
 
-    def lines() -> Iterator[str]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(["line", "email", "reason"])
-        for count, problem in enumerate(problems(session, row.id), start=1):
-            writer.writerow([problem.line, problem.email, problem.reason])
-            if count % 500 == 0:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-        yield buffer.getvalue()
+    def lines() -> Iterator[list[object]]:
+        yield ["line", "email", "reason"]
+        for problem in problems(session, row.id):
+            yield [problem.line, problem.email, problem.reason]
 
     return Response(
-        stream_with_context(lines()), mimetype="text/csv",
+        stream_with_context(csv_blocks(lines())), mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="import-{row.id}-problems.csv"'},
     )
 

@@ -1,4 +1,9 @@
-"""Read-only records: suppressions, the audit log, and the development outbox."""
+"""Read-only records: suppressions, the audit log, and the development outbox.
+
+The outbox shows mails as sent, and their links are live: a preferences link in a
+confirmation or campaign mail lets whoever holds it export and erase that person's data.
+So, like the audit log, it is for admins only (the role that may erase anyway).
+"""
 
 from __future__ import annotations
 
@@ -73,7 +78,7 @@ def _parse(path: Path) -> EmailMessage:
 
 
 @bp.get("/outbox")
-@staff_required(Role.viewer)
+@staff_required(Role.admin)
 def outbox() -> Any:
     directory = _outbox_dir()
     files = sorted(directory.glob("*.eml"), key=lambda p: p.name, reverse=True)
@@ -92,7 +97,7 @@ def outbox() -> Any:
 
 
 @bp.get("/outbox/<name>")
-@staff_required(Role.viewer)
+@staff_required(Role.admin)
 def outbox_message(name: str) -> Any:
     directory = _outbox_dir()
     if not OUTBOX_NAME.match(name):

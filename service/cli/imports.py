@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from sqlalchemy.orm import Session
 from .. import db
 from ..audit import record
 from ..imports.csvfile import FileError, rows, scan
-from ..imports.export import csv_blocks, export_rows
+from ..imports.export import CsvWriter, csv_blocks, export_rows
 from ..imports.importer import CHUNK_SIZE, ChunkResult, Counts, ImportOptions, run_import
 from ..lists import list_by_slug, list_slugs
 from ..models import MailingList, SubscriptionStatus
@@ -83,7 +82,7 @@ def import_command(file: Path, list_slug: str, confirmed: bool, consent_note: st
             click.progressbar(length=found.data_lines, label=f"Importing into {list_slug}",
                               file=sys.stderr, show_pos=True, show_eta=True,
                               item_show_func=lambda rate: rate) as bar:
-        writer = csv.writer(report_file)
+        writer = CsvWriter(report_file)
         writer.writerow(["line", "email", "reason"])
 
         def after_chunk(result: ChunkResult) -> None:

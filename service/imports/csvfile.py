@@ -63,12 +63,41 @@ LANGUAGES = {
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 _STATE = re.compile(r"[A-Z]{2}")
 
+# A spreadsheet opening a CSV runs a cell that starts with one of these as a formula
+# (OWASP, "CSV Injection"): `=cmd|'/C calc'!A0`, `@SUM(…)`, `-2+3`…
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_QUOTED_FORMULA = re.compile(r"'+[=+\-@\t\r]")
+
 
 _state_for = lru_cache(maxsize=100_000)(state_for)  # a linear search, and ZIPs repeat
 
 
 class FileError(ValueError):
     """The file as a whole cannot be imported (encoding, header): nothing was imported."""
+
+
+def quote_formula(value: str) -> str:
+    """`value` as a cell no spreadsheet runs: a formula start gets a `'` in front.
+
+    That is OWASP's rule, and spreadsheets show the cell as text without the quote. A
+    value that already is quotes before a formula start (`'=x`) gets one more, so that
+    `unquote_formula` always gives back exactly the value: an export imports back as it
+    was. Every other value is left as it is.
+    """
+    if value.startswith(FORMULA_START) or (value[:1] == "'" and _QUOTED_FORMULA.match(value)):
+        return "'" + value
+    return value
+
+
+def unquote_formula(cell: str) -> str:
+    """The value `quote_formula` made `cell` from (the importer reads every cell this way).
+
+    In a file written elsewhere, a cell typed as `'=x` (a spreadsheet's way to enter text
+    starting with `=`) is read as `=x` too.
+    """
+    if cell[:1] == "'" and _QUOTED_FORMULA.match(cell):
+        return cell[1:]
+    return cell
 
 
 def header_key(text: str) -> str:
@@ -160,12 +189,23 @@ def not_utf8(line: int, byte: bytes) -> FileError:
     )
 
 
-def read_header(head: bytes) -> list[str]:
-    text = head.decode("utf-8-sig", errors="ignore")
+def _reader(stream: IO[str]) -> Reader:
+    """A csv reader under our cell size limit (the csv module's limit is process-wide, so
+    it is set before every file: the header must meet the same limit as the rows)."""
+    csv.field_size_limit(FIELD_LIMIT)
+    return csv.reader(stream)
+
+
+def _first_line(reader: Reader) -> list[str] | None:
     try:
-        first = next(csv.reader(io.StringIO(text, newline="")), None)
+        return next(reader, None)
     except csv.Error as exc:
         raise FileError(f"The header line cannot be read: {exc}.") from None
+
+
+def read_header(head: bytes) -> list[str]:
+    text = head.decode("utf-8-sig", errors="ignore")
+    first = _first_line(_reader(io.StringIO(text, newline="")))
     if not first or not any(cell.strip() for cell in first):
         raise FileError("The first line must be a header naming the columns (e.g. email).")
     return first
@@ -184,7 +224,7 @@ class ColumnMap:
         self.attributes = []
         seen: dict[str, str] = {}
         for index, raw in enumerate(self.header):
-            name = raw.strip()
+            name = unquote_formula(raw).strip()
             key = header_key(name)
             if not key:
                 continue  # an unnamed column carries nothing we could name
@@ -270,11 +310,9 @@ def rows(stream: IO[str], columns: ColumnMap | None = None) -> Iterator[Row | Pr
     Line numbers are physical lines of the file (the header is line 1), the first line
     of a record when a quoted cell spans several.
     """
-    csv.field_size_limit(FIELD_LIMIT)
-    reader = csv.reader(stream)
-    try:
-        header = next(reader)
-    except StopIteration:
+    reader = _reader(stream)
+    header = _first_line(reader)
+    if header is None:
         return
     columns = columns or ColumnMap(header)
     yield from _parse(reader, columns)
@@ -309,6 +347,8 @@ def _parse(reader: Reader, columns: ColumnMap) -> Iterator[Row | Problem]:
                 continue
             del cells[width:]
         cells.extend([""] * (width + 1 - len(cells)))
+        if "'" in "".join(cells):  # one C-level test per row; quoted cells are rare
+            cells[:] = [unquote_formula(cell) for cell in cells]
         raw_email = cells[email_at]
         try:
             email = fast_normalise_email(raw_email)

@@ -5,6 +5,10 @@ Constant memory: rows come from a server-side cursor (`yield_per`, PostgreSQL's
 known before the first row: the attribute columns are one `DISTINCT` over the JSON keys,
 done by the database. The columns import back as they are (`csvfile` knows them), so an
 export is also a backup that `actionlist import` takes.
+
+Every CSV the service writes (exports and import reports, from the CLI, the API and the
+admin) goes through `CsvWriter`, which quotes the cells a spreadsheet would run as a
+formula (`csvfile.quote_formula`); the importer takes the quote off again.
 """
 
 from __future__ import annotations
@@ -13,12 +17,13 @@ import csv
 import io
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 
 from ..models import Subscriber, Subscription, SubscriptionStatus
-from .csvfile import ALIASES, EXPORT_ONLY, header_key
+from .csvfile import ALIASES, EXPORT_ONLY, header_key, quote_formula
 
 COLUMNS = [
     "email", "first_name", "last_name", "postal_code", "state", "language", "status",
@@ -88,10 +93,28 @@ def export_rows(session: Session, list_id: int, statuses: Sequence[str] = ()
         ]
 
 
-def csv_blocks(rows: Iterable[list[str]]) -> Iterator[str]:
-    """CSV text (RFC 4180, CRLF) in blocks of a few hundred rows."""
+class _Writable(Protocol):
+    def write(self, text: str, /) -> Any: ...
+
+
+class CsvWriter:
+    """`csv.writer` (RFC 4180, CRLF) whose cells no spreadsheet runs as a formula."""
+
+    def __init__(self, out: _Writable) -> None:
+        self._writer = csv.writer(out)
+
+    def writerow(self, row: Iterable[object]) -> None:
+        self._writer.writerow(["" if cell is None else quote_formula(str(cell)) for cell in row])
+
+    def writerows(self, rows: Iterable[Iterable[object]]) -> None:
+        for row in rows:
+            self.writerow(row)
+
+
+def csv_blocks(rows: Iterable[Iterable[object]]) -> Iterator[str]:
+    """CSV text (`CsvWriter`) in blocks of a few hundred rows."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = CsvWriter(buffer)
     pending = 0
     for row in rows:
         writer.writerow(row)

@@ -4,6 +4,10 @@ Every POST here whose URL carries a signed token is CSRF-exempt: the token is th
 credential, and mail clients performing RFC 8058 one-click post without cookies. These
 views never touch the session, so they never set a cookie. GET never changes anything
 (mail scanners and link previews fetch every URL in a mail).
+
+Exporting and erasing need a recently mailed link (`gdpr.proof_is_fresh`); every link
+this module hands on (the unsubscribe page's way to the preferences) carries the time
+its own link was mailed, so following links never makes a proof fresher.
 """
 
 from __future__ import annotations
@@ -11,9 +15,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, Response, redirect, render_template, request, url_for
+from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 
-from .. import db
+from .. import config, db
 from ..extensions import csrf, evidence, limiter, signup_limit
 from ..i18n import LOCALES, use_locale
 from ..lists import public_lists
@@ -25,6 +29,7 @@ from ..subscriptions.signup import ValidationErrors
 from ..tokens import (
     Purpose,
     TokenError,
+    issued_at,
     list_ids_of,
     make_token,
     read_token_with_time,
@@ -51,11 +56,15 @@ def _invalid(error: TokenError | None, status: int) -> tuple[str, int]:
 
 def _subscriber_from(purpose: Purpose, token: str) -> tuple[Subscriber | None, dict[str, Any],
                                                             tuple[str, int] | None]:
-    """The subscriber a token names, or the error page to answer with."""
+    """The subscriber a token names, or the error page to answer with.
+
+    `g.link_mailed_at` is when the mail that carried the link was sent (`issued_at`).
+    """
     try:
         payload, signed_at = read_token_with_time(purpose, token)
     except TokenError as exc:
         return None, {}, _invalid(exc, 400)
+    g.link_mailed_at = issued_at(payload, signed_at)
     subscriber = db.session().get(Subscriber, payload["s"])
     if subscriber is None or signed_before(signed_at, subscriber.created_at):
         return None, payload, _invalid(None, 404)
@@ -64,7 +73,9 @@ def _subscriber_from(purpose: Purpose, token: str) -> tuple[Subscriber | None, d
 
 
 def _preferences_path(subscriber_id: int) -> str:
-    token = make_token(Purpose.preferences, {"s": subscriber_id})
+    """A preferences link that is no fresher than the link of this request."""
+    mailed = int(g.link_mailed_at.timestamp())
+    token = make_token(Purpose.preferences, {"s": subscriber_id, "t": mailed})
     return url_for("selfservice.preferences_page", token=token)
 
 
@@ -171,6 +182,10 @@ def _render_preferences(subscriber: Subscriber, *, errors: dict[str, list[str]] 
                         status: int = 200) -> Any:
     session = db.session()
     state = preferences.current_state(session, subscriber)
+    fresh = gdpr.proof_is_fresh(g.link_mailed_at)
+    export_path = url_for(
+        "selfservice.export_download", token=make_token(Purpose.export, {"s": subscriber.id})
+    ) if fresh else ""
     return render_template(
         "public/preferences.html",
         subscriber=subscriber,
@@ -180,10 +195,9 @@ def _render_preferences(subscriber: Subscriber, *, errors: dict[str, list[str]] 
         values=values or {},
         errors=errors or {},
         saved=saved,
-        export_path=url_for(
-            "selfservice.export_download",
-            token=make_token(Purpose.export, {"s": subscriber.id}),
-        ),
+        fresh=fresh,
+        fresh_days=config.settings().preferences_fresh_days,
+        export_path=export_path,
     ), status
 
 
@@ -203,7 +217,14 @@ def preferences_post(token: str) -> Any:
         return error
     session = db.session()
     form = request.form
+    if form.get("action") == "new_link":
+        # Same answer whatever the outcome (throttled, suppressed), as on GET /preferences.
+        preferences.request_link(session, subscriber.email)
+        session.commit()
+        return render_template("public/preferences_requested.html")
     if form.get("action") == "erase":
+        if not gdpr.proof_is_fresh(g.link_mailed_at):
+            return _render_preferences(subscriber, errors={"erase": ["stale"]}, status=403)
         if form.get("confirm_erase") != "yes":
             return _render_preferences(
                 subscriber, errors={"confirm_erase": ["required"]}, status=422

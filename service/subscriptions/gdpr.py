@@ -8,6 +8,12 @@ keyed hash of the normalised address, so imports and staff additions refuse the 
 consent (`is_suppressed(..., include_erased=False)`); when that new signup is confirmed,
 `forget_erasure` removes the marker.
 
+Both need a fresh proof of the mailbox (`proof_is_fresh`): preferences links never
+expire (every mail carries one, and changing one's lists must keep working), but old
+mails get forwarded, archived and read by others. So exporting and erasing take a link
+mailed within `PREFERENCES_FRESH_DAYS`; with an older one the preference centre still
+changes lists, language and name, and offers to mail a new link to the address.
+
 The erasure itself is recorded without personal data: an `AuditRecord` (actor
 `subscriber`) and the suppression row's note carry the time and channel. A consent
 record would be deleted together with the person it belongs to.
@@ -15,12 +21,13 @@ record would be deleted together with the person it belongs to.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from .. import config
 from ..audit import record
 from ..db import utcnow
 from ..models import (
@@ -34,6 +41,12 @@ from ..models import (
 from ..subscribers import Evidence, consent_record_data, email_hash
 
 EXPORT_FORMAT = "actionlist.subscriber-export.v1"
+
+
+def proof_is_fresh(mailed_at: datetime) -> bool:
+    """Whether a link mailed at `mailed_at` may still export and erase."""
+    age = utcnow() - mailed_at
+    return age <= timedelta(days=config.settings().preferences_fresh_days)
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -9,7 +9,16 @@ from collections.abc import Callable
 from sqlalchemy import func, select
 
 from service import db
-from service.models import ConsentRecord, Import, Subscriber, Subscription
+from service.models import (
+    ConsentRecord,
+    Import,
+    ImportProblem,
+    ImportStatus,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+)
+from tests import factories
 
 from .signin import Staff
 
@@ -143,3 +152,26 @@ def test_a_note_without_confirmed_is_refused_as_in_the_api(staff: Callable[[str]
     response = upload(staff("campaigner"), FILE, list="newsletter", consent_note="vouched")
     assert response.status_code == 422 and "goes with a confirmed import" in response.text
     assert db.session().scalar(select(func.count()).select_from(Import)) == 0
+
+
+def test_admin_csv_downloads_quote_formula_cells(staff: Callable[[str], Staff]) -> None:
+    """The export and the problems report: no cell starts as a spreadsheet formula."""
+    factories.subscriber("=cmd|'/Ccalc'!A0@example.org", first_name="@SUM(1)",
+                         lists={"newsletter": SubscriptionStatus.confirmed},
+                         attributes={"=x": "-2+3", "tab": "\t=1"})
+    record = factories.import_record(ImportStatus.done)
+    db.session().add(ImportProblem(import_id=record.id, line=2, email="=HYPERLINK(\"x\")",
+                                   reason="invalid email address"))
+    db.session().commit()
+    viewer = staff("viewer")
+    exported = viewer.get("/admin/export.csv?list=newsletter").text
+    problems = viewer.get(f"/admin/imports/{record.id}/problems.csv").text
+    for text in (exported, problems):
+        for line in csv.reader(io.StringIO(text, newline="")):
+            assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in line)
+    header, row = csv.reader(io.StringIO(exported, newline=""))
+    assert dict(zip(header, row, strict=True)).items() >= {
+        "email": "'=cmd|'/Ccalc'!A0@example.org", "first_name": "'@SUM(1)", "'=x": "'-2+3",
+        "tab": "'\t=1"}.items()
+    assert list(csv.reader(io.StringIO(problems, newline="")))[1] == [
+        "2", "'=HYPERLINK(\"x\")", "invalid email address"]

@@ -136,18 +136,31 @@ def _write_mail(directory: Path) -> str:
     return next(directory.glob("*.eml")).name
 
 
-def test_outbox_viewer(make_app: Callable[..., Flask], tmp_path: Path) -> None:
+def _sign_in(app: Flask, email: str, role: str) -> FlaskClient:
     from service.models import Role
 
-    outbox = tmp_path / "mail"
-    app = make_app(sendgrid_api_key="", outbox_dir=str(outbox))
     with app.app_context():
-        factories.user("v@example.org", Role.viewer)
-    name = _write_mail(outbox)
+        factories.user(email, Role(role))
     client = app.test_client()
     token = csrf_token(client)
-    client.post("/admin/login", data={"email": "v@example.org", "password": PASSWORD,
+    client.post("/admin/login", data={"email": email, "password": PASSWORD,
                                       "csrf_token": token})
+    return client
+
+
+def test_outbox_is_read_by_admins_only(make_app: Callable[..., Flask], tmp_path: Path) -> None:
+    """Outbox mails hold live links (preferences: export and erase): admins only."""
+    outbox = tmp_path / "mail"
+    app = make_app(sendgrid_api_key="", outbox_dir=str(outbox))
+    name = _write_mail(outbox)
+    for role in ("viewer", "campaigner"):
+        lower = _sign_in(app, f"{role}@example.org", role)
+        assert lower.get("/admin/outbox").status_code == 403
+        assert lower.get(f"/admin/outbox/{name}").status_code == 403
+        page = lower.get("/admin/")
+        assert page.status_code == 200 and "/admin/outbox" not in page.text
+    client = _sign_in(app, "admin@example.org", "admin")
+    assert "/admin/outbox" in client.get("/admin/").text
     listing = client.get("/admin/outbox").text
     assert "Confirm your signup" in listing and name in listing
     message = client.get(f"/admin/outbox/{name}").text
@@ -160,6 +173,6 @@ def test_outbox_viewer(make_app: Callable[..., Flask], tmp_path: Path) -> None:
 
 
 def test_outbox_hidden_when_sendgrid_is_configured(staff: Callable[[str], Staff]) -> None:
-    viewer = staff("viewer")  # the test settings carry a SendGrid key
-    assert viewer.get("/admin/outbox").status_code == 404
-    assert "/admin/outbox" not in viewer.get("/admin/").text
+    admin = staff("admin")  # the test settings carry a SendGrid key
+    assert admin.get("/admin/outbox").status_code == 404
+    assert "/admin/outbox" not in admin.get("/admin/").text
