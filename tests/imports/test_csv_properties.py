@@ -42,7 +42,7 @@ from service.postal import normalise_postal_code
 from service.subscribers import email_key, is_suppressed, normalise_email
 from tests import factories
 
-QUICK = settings(max_examples=150, deadline=None, database=None,
+QUICK = settings(max_examples=150, deadline=None, database=None, derandomize=True,
                  suppress_health_check=[HealthCheck.too_slow])
 
 ADDRESSES = ["ana@example.org", "ANA@Example.org", " bo@example.org ", "=cmd|'/Ccalc'!A0@x.org",
@@ -206,7 +206,7 @@ def test_imports_of_hostile_files_store_nothing_invalid(
 
     imported: list[int] = []
 
-    @settings(max_examples=40, deadline=None, database=None,
+    @settings(max_examples=40, deadline=None, database=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow])
     @given(recipes(encodings=("utf-8",), email_column=True))
     def import_one(recipe: Recipe) -> None:
