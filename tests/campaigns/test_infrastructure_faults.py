@@ -28,9 +28,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from sendgrid_sink import SinkServer
-from service import PROJECT_ROOT, db
+from service import PROJECT_ROOT, db, tokens
 from service.campaigns.sending import batch_of_job
-from tests.factories import subscribers
+from tests.factories import list_id, subscribers
 
 from .api_calls import create, get, to
 from .test_tools_and_crash import _kill_group
@@ -320,3 +320,28 @@ def test_the_lock_not_the_lease_tells_a_dead_worker_from_a_live_one(
     assert _one(ledger, "SELECT status FROM batches WHERE id = :b", b=first)[0] == "queued"
     queue = app.extensions["queue"].rq_queue("newsletters")
     assert queue.get_job_ids()[0].startswith(f"al-batch-{first}-recover")
+
+
+def test_an_unsubscribe_between_two_batches_stops_the_second(
+    app: Flask, client: FlaskClient, api_token: Headers, run_some: Callable[[int], None],
+    run_jobs: Callable[[], None], sink: SinkServer,
+) -> None:
+    """The audience is frozen at the start, but each batch re-checks its recipients when
+    it is claimed: someone who unsubscribes after the start and before their batch is
+    claimed gets nothing."""
+    people = subscribers(10)  # batches of 5: person0..4, then person5..9
+    staff = api_token("campaigner")
+    cid = create(client, staff)["id"]
+    client.post(f"/api/v1/campaigns/{cid}/send", headers=staff)
+    run_some(2)  # the start job, then the first batch
+    assert sorted(_received(sink, cid)) == [f"person{i}@example.com" for i in range(5)]
+    link = tokens.unsubscribe_url(people[7], [list_id("newsletter")], cid)
+    answer = client.post(link.removeprefix("http://localhost"),
+                         data={"List-Unsubscribe": "One-Click"})
+    assert answer.status_code == 200
+    run_jobs()
+    received = _received(sink, cid)
+    assert "person7@example.com" not in received
+    assert sorted(received) == sorted(f"person{i}@example.com" for i in range(10) if i != 7)
+    assert get(client, staff, cid)["counts"] == {
+        "total": 10, "queued": 0, "sent": 9, "failed": 0, "skipped": 1}
