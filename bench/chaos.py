@@ -4,17 +4,20 @@
 
 Creates and migrates a scratch PostgreSQL database, COPYs in N confirmed subscribers,
 claims a Redis database of its own, starts the SendGrid sink recording every accepted
-recipient to a JSON-lines file (`--record FILE --no-content`, port 18340) and 2
-`python worker.py` (CAMPAIGN_LEASE_SECONDS at its default, 60: a dead worker is found by its
-batch's advisory lock, not the lease), and sends one newsletter through the real
-code path (`drafts.act("send")`). From the first 202 on, it KILLs (SIGKILL to the process
-group: the worker and its RQ scheduler child, as a lost machine or an OOM-killed container
-would) a randomly chosen worker at random moments (`--kills` times, 0.5–2.5 s apart),
-restarting it at once each time. Right before each kill it reads which batch the worker
-holds (RQ's `current_job` of the worker → `al-batch-<id>`) and how many of that batch's
-recipients are not yet marked sent: the most that kill can duplicate. A job the worker had
-taken but whose batch it had not claimed yet counts as held too (its recipients wait for
-that job as well), with nothing unsent in flight.
+recipient to a JSON-lines file (`--record FILE --no-content`, port 18340) and 2 `python
+worker.py` (CAMPAIGN_LEASE_SECONDS at its default, 60: a dead worker is found by its
+batch's advisory lock, not the lease), and sends one newsletter through the real code path
+(`drafts.act("send")`). From the first 202 on, it KILLs (SIGKILL to the process group: the
+worker and its RQ scheduler child, as a lost machine or an OOM-killed container would) a
+randomly chosen worker at random moments (`--kills` times, 0.5–2.5 s apart), restarting it
+at once each time. A kill waits until both workers serve (are registered with RQ), so each
+kill leaves one worker serving: on a loaded machine a restarted worker takes seconds to
+start, and killing the other meanwhile would measure start-up times, not recovery. Right
+before each kill it reads which batch the worker holds (RQ's `current_job` of the worker →
+`al-batch-<id>`) and how many of that batch's recipients are not yet marked sent: the most
+that kill can duplicate. A job the worker had taken but whose batch it had not claimed yet
+counts as held too (its recipients wait for that job as well), with nothing unsent in
+flight.
 
 Kill-to-resume: from the kill to the first recipient of the held batch marked after it
 (right after that recipient's 202), or the batch done — what the kill cost that batch's
@@ -180,6 +183,10 @@ def main() -> int:
                 poll_resumes()
                 if time.perf_counter() < next_kill:
                     time.sleep(0.01)
+                    continue
+                serving = [n for n in range(2) if redis.exists(f"rq:worker:{workers[n][1]}")]
+                if len(serving) < 2:  # the last one killed is not serving again yet
+                    time.sleep(0.02)
                     continue
                 slot = rng.randrange(2)
                 proc, name = workers[slot]
