@@ -32,6 +32,17 @@ def recovery_pass() -> None:
             log.exception("recovery step %s failed", step.__name__)
 
 
+def watch_pass() -> None:
+    """Every few seconds: the batches of dead workers, and batches whose job was lost."""
+    from service.campaigns.recovery import watch
+
+    try:
+        watch()
+    except Exception:  # periodic: the next pass tries again
+        db.session().rollback()
+        log.exception("campaign watch failed")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
@@ -39,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     app = create_app()
     with app.app_context():
-        from service.campaigns.recovery import schedule_watchdog
+        from service.campaigns.recovery import WATCH_SECONDS, schedule_watchdog
 
         recovery_pass()  # what a killed worker left, campaigns due while none ran
         schedule_watchdog()
@@ -51,13 +62,16 @@ def main() -> None:
         database.engine.dispose()
         # Every lease period (idle or not) each worker runs the recovery pass itself and
         # takes over RQ's scheduler if its holder died: neither waits for the scheduler.
+        # Every WATCH_SECONDS (between jobs, and while idle) it runs the cheap part of it:
+        # a dead worker's batch goes on within seconds.
         settings = config.settings(app)
         lease = min(settings.campaign_lease_seconds, settings.import_lease_seconds)
         # Everything loaded so far lives as long as the process: keep it out of the cyclic
         # garbage collector's full passes, which otherwise re-scan it while jobs allocate.
         gc.freeze()
         worker = task_queue().make_worker(name=args.name, maintenance=recovery_pass,
-                                          every=max(5, lease))
+                                          every=max(5, lease), watch=watch_pass,
+                                          watch_every=WATCH_SECONDS)
         worker.work(burst=args.burst, with_scheduler=True)
 
 

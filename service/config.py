@@ -66,8 +66,10 @@ class Settings:
     consent_text_version: str = "2026-11-v1"
     # Queue names may be prefixed so several test runs can share one Redis.
     queue_prefix: str = ""
-    # Campaign sending: a claimed batch whose claim is older than this lease is
-    # presumed abandoned (worker killed) and requeued by the recovery pass.
+    # Campaign sending: a claimed batch whose heartbeat is older than this lease is
+    # presumed abandoned and requeued (the embedded SQLite mode; on PostgreSQL a dead
+    # worker is found at once by its batch's advisory lock). Also how long a sending
+    # campaign may show no activity before all its queued batches get jobs again.
     campaign_lease_seconds: int = 60
     campaign_batch_size: int = 1000
     # Imports run as a job: a running import whose heartbeat (one per chunk) is

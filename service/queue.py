@@ -47,6 +47,7 @@ class JobRequest:
     retry_intervals: tuple[int, ...] = ()
     at: datetime | None = None
     timeout: int = 600
+    at_front: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -100,6 +101,8 @@ class TaskQueue:
                                    "pipeline": pipeline}
         if request.job_id:
             options["job_id"] = request.job_id
+        if request.at_front and request.at is None:
+            options["at_front"] = True
         if request.retry_intervals:
             options["retry"] = Retry(
                 max=len(request.retry_intervals), interval=list(request.retry_intervals)
@@ -108,6 +111,14 @@ class TaskQueue:
             q.enqueue_at(request.at, request.func, *request.args, **options)
         else:
             q.enqueue(request.func, *request.args, **options)  # type: ignore[type-var]
+
+    def waiting_job_ids(self, queue: str) -> set[str] | None:
+        """The ids of the jobs waiting on `queue`: in its list or scheduled for later (not
+        those a worker has taken). None in the in-process mode."""
+        if self.redis is None:
+            return None
+        q = self.rq_queue(queue)
+        return set(q.get_job_ids()) | set(q.scheduled_job_registry.get_job_ids())
 
     def depth(self) -> dict[str, int]:
         if self.local is not None:
@@ -121,16 +132,20 @@ class TaskQueue:
 
     def make_worker(self, *, name: str | None = None,
                     maintenance: Callable[[], Any] | None = None,
-                    every: int | None = None) -> AppWorker:
+                    every: int | None = None,
+                    watch: Callable[[], Any] | None = None,
+                    watch_every: float | None = None) -> AppWorker:
         """An RQ worker on every queue; with `every`, it runs its maintenance (RQ's, then
-        `maintenance`) at least that often, also while idle."""
+        `maintenance`) at least that often, also while idle; with `watch_every`, it runs
+        `watch` (a cheap check) that often, between jobs and while idle."""
         assert self.redis is not None, "RQ workers need REDIS_URL"
         options: dict[str, Any] = {}
         if every is not None:
             # Idle workers wake when a dequeue times out (worker_ttl - 15 s).
             options = {"maintenance_interval": every, "worker_ttl": every + 15}
         return AppWorker(self.queues_in_order(), connection=self.redis, app=self.app, name=name,
-                         maintenance=maintenance, **options)
+                         maintenance=maintenance, watch=watch, watch_every=watch_every,
+                         **options)
 
 
 class AppWorker(SimpleWorker):
@@ -142,7 +157,11 @@ class AppWorker(SimpleWorker):
     """
 
     def __init__(self, *args: Any, app: Flask, maintenance: Callable[[], Any] | None = None,
+                 watch: Callable[[], Any] | None = None, watch_every: float | None = None,
                  **kwargs: Any) -> None:
+        self.watch = watch  # (before RQ's __init__, which reads dequeue_timeout)
+        self.watch_every = watch_every
+        self.watched_at = 0.0
         super().__init__(*args, **kwargs)
         self.flask_app = app
         self.maintenance = maintenance
@@ -151,7 +170,36 @@ class AppWorker(SimpleWorker):
         with self.flask_app.app_context():
             return bool(super().perform_job(job, queue))
 
+    @property
+    def dequeue_timeout(self) -> int:
+        """An idle worker wakes at least every `watch_every` seconds to run `watch`."""
+        timeout: int = super().dequeue_timeout
+        if self.watch is not None and self.watch_every is not None:
+            timeout = max(1, min(timeout, int(self.watch_every)))
+        return timeout
+
+    def _watch_due(self) -> bool:
+        return (self.watch is not None and self.watch_every is not None
+                and time.monotonic() - self.watched_at >= self.watch_every)
+
+    @property
+    def should_run_maintenance_tasks(self) -> bool:
+        return self._watch_due() or bool(super().should_run_maintenance_tasks)
+
     def run_maintenance_tasks(self) -> None:
+        """`watch` when due; then, when due, our maintenance and RQ's (`maintain`)."""
+        if self._watch_due():
+            assert self.watch is not None
+            self.watched_at = time.monotonic()
+            with self.flask_app.app_context():
+                try:
+                    self.watch()
+                except Exception:  # periodic: the next pass tries again; keep serving jobs
+                    log.exception("worker watch failed")
+        if super().should_run_maintenance_tasks:
+            self.maintain()
+
+    def maintain(self) -> None:
         """Our maintenance (the campaign recovery pass), then RQ's.
 
         RQ's includes taking over the scheduler role when no scheduler holds it (a worker
@@ -185,6 +233,7 @@ def enqueue_after_commit(
     retry_intervals: tuple[int, ...] = (),
     at: datetime | None = None,
     timeout: int = 600,
+    at_front: bool = False,
 ) -> None:
     """Queue `func(*args)` once `session` commits; forget it on rollback.
 
@@ -192,7 +241,7 @@ def enqueue_after_commit(
     so they never import the job layer.
     """
     session.info.setdefault("jobs_after_commit", []).append(
-        JobRequest(func, args, queue, job_id, retry_intervals, at, timeout)
+        JobRequest(func, args, queue, job_id, retry_intervals, at, timeout, at_front)
     )
 
 

@@ -7,8 +7,9 @@ The ledger is in the database, per recipient (`deliveries`) and per batch (`batc
    subscribe later are not included). After commit it queues one `send_batch` job per
    batch on `alerts` or `newsletters` — workers take `alerts` first, so an alert
    enqueued during a big newsletter goes out after at most one newsletter batch per worker.
-2. `send_batch` claims its batch with a conditional UPDATE (queued → sending, only while
-   the campaign is sending: pause and cancel therefore act between batches), re-checks
+2. `send_batch` takes the batch's advisory lock (`liveness`: how a dead worker is found
+   within seconds), claims the batch with a conditional UPDATE (queued → sending, only
+   while the campaign is sending: pause and cancel therefore act between batches), re-checks
    every recipient (unsubscribed, bounced, complained or suppressed since → skipped),
    posts one request per language variant, and marks the deliveries sent right after
    each 202. A killed worker can thus duplicate at most the request it had in flight.
@@ -20,6 +21,7 @@ See `recovery` for what happens when a worker dies in the middle.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,6 +64,7 @@ from ..subscribers import email_hasher
 from ..tokens import BatchLinks, one_click_headers
 from .audience import campaign_audience
 from .lifecycle import audit, require_transition, transition
+from .liveness import BatchHold, BatchLost
 from .render import ContentError, RenderedVariant, cached_variant, variant_locale
 
 log = logging.getLogger(__name__)
@@ -77,6 +80,18 @@ MAX_BATCH_ATTEMPTS = 8
 START_JOB = "service.jobs.campaigns.start"
 SEND_BATCH_JOB = "service.jobs.campaigns.send_batch"
 SEND_TEST_JOB = "service.jobs.campaigns.send_test"
+# Every send_batch job's id starts so: `batch_of_job` reads the batch back from it.
+_BATCH_JOB_ID = re.compile(r"al-batch-(\d+)(?:-|$)")
+
+
+def batch_job_id(batch_id: int, suffix: str = "") -> str:
+    return f"al-batch-{batch_id}{suffix}"
+
+
+def batch_of_job(job_id: str) -> int | None:
+    """The batch a send_batch job's id names, or None for any other job."""
+    match = _BATCH_JOB_ID.match(job_id)
+    return int(match.group(1)) if match else None
 
 
 def queue_for(kind: CampaignKind) -> str:
@@ -108,11 +123,18 @@ def enqueue_queued_batches(session: Session, campaign: Campaign, *, tag: str = "
         select(Batch.id).where(Batch.campaign_id == campaign.id,
                                Batch.status == BatchStatus.queued).order_by(Batch.seq)
     ).all()
-    suffix = f"-{tag}{int(time.time() * 1000)}" if tag else ""
-    for batch_id in ids:
-        enqueue_after_commit(session, SEND_BATCH_JOB, batch_id, queue=queue_for(campaign.kind),
-                             job_id=f"al-batch-{batch_id}{suffix}")
+    enqueue_batches(session, campaign.kind, ids, tag=tag)
     return len(ids)
+
+
+def enqueue_batches(session: Session, kind: CampaignKind, batch_ids: Sequence[int], *,
+                    tag: str = "", at_front: bool = False) -> None:
+    """A send_batch job for each batch, once `session` commits (`at_front`: before every
+    job already waiting, for batches that were interrupted and must not wait again)."""
+    suffix = f"-{tag}{int(time.time() * 1000)}" if tag else ""
+    for batch_id in batch_ids:
+        enqueue_after_commit(session, SEND_BATCH_JOB, batch_id, queue=queue_for(kind),
+                             job_id=batch_job_id(batch_id, suffix), at_front=at_front)
 
 
 # ---------------------------------------------------------------- freezing
@@ -218,6 +240,9 @@ class Claim:
     id: int
     campaign_id: int
     seq: int
+    # The batch's `attempts` after this claim: the fencing token of every later write
+    # about the batch (a claim after a requeue has another).
+    attempt: int
 
 
 def claim_batch(session: Session, batch_id: int) -> Claim | None:
@@ -228,11 +253,11 @@ def claim_batch(session: Session, batch_id: int) -> Claim | None:
         update(Batch)
         .where(Batch.id == batch_id, Batch.status == BatchStatus.queued, campaign_sending)
         .values(status=BatchStatus.sending, attempts=Batch.attempts + 1, claimed_at=utcnow())
-        .returning(Batch.campaign_id, Batch.seq)
+        .returning(Batch.campaign_id, Batch.seq, Batch.attempts)
         .execution_options(synchronize_session=False)
     ).first()
     commit_quickly(session)
-    return Claim(batch_id, row.campaign_id, row.seq) if row is not None else None
+    return Claim(batch_id, row.campaign_id, row.seq, row.attempts) if row is not None else None
 
 
 def _mark(session: Session, batch_id: int, delivery_ids: Sequence[int],
@@ -385,7 +410,23 @@ class BatchReleased(Exception):
 
 
 def send_batch(session: Session, batch_id: int) -> None:
-    """Send one batch. Safe to run twice (the claim makes the second a no-op)."""
+    """Send one batch. Safe to run twice (the lock and the claim make the second a no-op).
+
+    The batch's advisory lock is taken before the claim and held until the batch is
+    done or given back: while it is held, the recovery pass leaves the batch alone."""
+    hold = BatchHold(session, batch_id)
+    if not hold.acquire():
+        return
+    try:
+        _send_claimed(session, batch_id, hold)
+    except BatchLost as exc:
+        session.rollback()
+        log.warning("%s: stopping", exc)
+    finally:
+        hold.release()
+
+
+def _send_claimed(session: Session, batch_id: int, hold: BatchHold) -> None:
     batch = claim_batch(session, batch_id)
     if batch is None:
         return
@@ -405,7 +446,7 @@ def send_batch(session: Session, batch_id: int) -> None:
             variant = cached_variant(campaign, locale)
             personalize = Personalizer(campaign, variant, list_ids, conf)
             pending = [(row.id, personalize(row)) for row in group]
-            _post(session, campaign, batch, variant, pending, conf, fresh_claim=n == 0)
+            _post(session, campaign, batch, hold, variant, pending, conf, fresh_claim=n == 0)
     except BatchReleased:
         return
     except ContentError as exc:
@@ -415,7 +456,8 @@ def send_batch(session: Session, batch_id: int) -> None:
         return
     # The last request's marks and the batch's end in one commit.
     session.execute(
-        update(Batch).where(Batch.id == batch_id, Batch.status == BatchStatus.sending)
+        update(Batch).where(Batch.id == batch_id, Batch.status == BatchStatus.sending,
+                            Batch.attempts == batch.attempt)
         .values(status=BatchStatus.done, finished_at=utcnow(), error="")
         .execution_options(synchronize_session=False)
     )
@@ -423,24 +465,19 @@ def send_batch(session: Session, batch_id: int) -> None:
     finish_if_done(session, campaign.id)
 
 
-def _heartbeat(session: Session, batch: Claim) -> None:
-    session.execute(update(Batch).where(Batch.id == batch.id).values(claimed_at=utcnow())
-                    .execution_options(synchronize_session=False))
-    commit_quickly(session)
-
-
-def _post(session: Session, campaign: Campaign, batch: Claim, variant: RenderedVariant,
-          pending: list[tuple[int, Personalization]], conf: Settings, *,
-          fresh_claim: bool = False) -> None:
+def _post(session: Session, campaign: Campaign, batch: Claim, hold: BatchHold,
+          variant: RenderedVariant, pending: list[tuple[int, Personalization]],
+          conf: Settings, *, fresh_claim: bool = False) -> None:
     """Post `pending` until each is sent or failed; raise BatchReleased to give up for now.
 
-    Each attempt but one right after the claim first renews the batch's lease. The final
-    marks are left for the caller to commit (with the batch's end, or before the next
-    language's request)."""
+    Each attempt but one right after the claim first renews the batch's lease, which
+    also checks that this worker still holds the batch (else BatchLost: nothing more is
+    sent). The final marks are left for the caller to commit (with the batch's end, or
+    before the next language's request)."""
     failures = 0
     while pending:
         if not fresh_claim:
-            _heartbeat(session, batch)  # (the claim itself stamped the first attempt)
+            hold.renew(session, batch.attempt, utcnow())  # (the claim stamped the first)
         fresh_claim = False
         mail = build_mail(campaign, variant, [p for _, p in pending], conf)
         try:
@@ -480,7 +517,8 @@ def _release(session: Session, campaign: Campaign, batch: Claim, error: str, *,
     """Give the batch back (status queued) and either retry later or pause the campaign."""
     session.rollback()
     session.execute(
-        update(Batch).where(Batch.id == batch.id, Batch.status == BatchStatus.sending)
+        update(Batch).where(Batch.id == batch.id, Batch.status == BatchStatus.sending,
+                            Batch.attempts == batch.attempt)
         .values(status=BatchStatus.queued, error=error[:2000])
         .execution_options(synchronize_session=False)
     )
@@ -491,7 +529,7 @@ def _release(session: Session, campaign: Campaign, batch: Claim, error: str, *,
         transition(session, campaign.id, "pause", SYSTEM, reason=pause_reason[:2000])
     elif retry_in is not None:
         enqueue_after_commit(session, SEND_BATCH_JOB, batch.id, queue=queue_for(campaign.kind),
-                             job_id=f"al-batch-{batch.id}-retry{attempts}",
+                             job_id=batch_job_id(batch.id, f"-retry{attempts}"),
                              at=utcnow() + timedelta(seconds=retry_in))
     session.commit()
     raise BatchReleased(error)

@@ -71,6 +71,7 @@ def test_campaign_bench_small():
 
 def test_chaos_bench_small():
     out = run_bench("chaos", "chaos.py", "3000", "--batch-size", "100", "--kills", "3",
-                    "--lease", "3", "--slow-ms", "100", "--min-gap", "0.3", "--max-gap", "0.8",
+                    "--slow-ms", "100", "--min-gap", "0.3", "--max-gap", "0.8",
                     "--port", "18353")
     assert "lost: 0" in out and "OK: nobody lost" in out, out
+    assert "kill-to-resume" in out, out
