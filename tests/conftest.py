@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 from service import PROJECT_ROOT, create_app
 from service.db import Base
 from tests import factories
-from tests.support import CI, PG_URL, REDIS_URL, backends
+from tests.support import CI, PG_URL, REDIS_URL, TEST_SECRET_KEY, backends
 
 if TYPE_CHECKING:
     from sendgrid_sink import SinkServer
@@ -127,7 +127,7 @@ def app_config(backend: str, request: pytest.FixtureRequest, sink: SinkServer,
                tmp_path: Path) -> dict[str, Any]:
     config: dict[str, Any] = {
         "testing": True,
-        "secret_key": "test-secret-key-used-only-by-the-test-suite",
+        "secret_key": TEST_SECRET_KEY,
         "public_url": "http://localhost",
         "sendgrid_api_key": "SG.test",
         "sendgrid_api_host": sink.url,

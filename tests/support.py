@@ -21,6 +21,9 @@ CI = os.environ.get("CI", "").lower() == "true"
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
 
+# The signing key of every app and worker the tests start (32 bytes or more, as production asks).
+TEST_SECRET_KEY = "test-secret-key-used-only-by-the-test-suite"
+
 
 def backends() -> list[str]:
     return ["sqlite", "postgres"] if (PG_URL and REDIS_URL) else ["sqlite"]

@@ -29,7 +29,7 @@ from service.models import Role
 from service.webhooks.stats import campaign_stats
 from tests.browser import ARTIFACTS, chromium, needs_chromium
 from tests.factories import subscribers, user
-from tests.support import start_worker
+from tests.support import TEST_SECRET_KEY, start_worker
 
 from .signin import log_in_page
 
@@ -93,7 +93,7 @@ def live(make_app: Callable[..., Flask], tmp_path: Path) -> Iterator[Live]:
         subscribers(AUDIENCE, locale_es_every=4)
         db.database().scoped.remove()
     env = {**os.environ, "DATABASE_URL": conf.database_url, "REDIS_URL": conf.redis_url,
-           "QUEUE_PREFIX": conf.queue_prefix, "SECRET_KEY": "test-secret-key-used-only-by-the-test-suite",
+           "QUEUE_PREFIX": conf.queue_prefix, "SECRET_KEY": TEST_SECRET_KEY,
            "SENDGRID_API_KEY": "SG.test", "SENDGRID_API_HOST": sink.url,
            "SENDGRID_WEBHOOK_PUBLIC_KEY": sink.public_key_b64, "PUBLIC_URL": url,
            "ORG_NAME": conf.org_name, "ORG_POSTAL_ADDRESS": conf.org_postal_address,

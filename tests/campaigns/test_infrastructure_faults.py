@@ -31,6 +31,7 @@ from sendgrid_sink import SinkServer
 from service import PROJECT_ROOT, db, tokens
 from service.campaigns.sending import batch_of_job
 from tests.factories import list_id, subscribers
+from tests.support import TEST_SECRET_KEY
 
 from .api_calls import create, get, to
 from .test_tools_and_crash import _kill_group
@@ -80,7 +81,7 @@ def _free_port() -> int:
 
 def _worker_env(conf: Any, sink: SinkServer, redis_url: str, **extra: str) -> dict[str, str]:
     return {**os.environ, "DATABASE_URL": conf.database_url, "REDIS_URL": redis_url,
-            "QUEUE_PREFIX": conf.queue_prefix, "SECRET_KEY": "test-secret-key",
+            "QUEUE_PREFIX": conf.queue_prefix, "SECRET_KEY": TEST_SECRET_KEY,
             "SENDGRID_API_KEY": "SG.test", "SENDGRID_API_HOST": sink.url,
             "PUBLIC_URL": "http://localhost", "ORG_POSTAL_ADDRESS": "1 Main St",
             "CAMPAIGN_BATCH_SIZE": "5", "CAMPAIGN_LEASE_SECONDS": "60", **extra}

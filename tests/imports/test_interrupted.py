@@ -19,7 +19,7 @@ from service.imports.importer import ImportOptions, run_import
 from service.models import ConsentRecord, Subscriber, Subscription
 from tests.factories import list_id
 from tests.queries import count
-from tests.support import run_cli
+from tests.support import TEST_SECRET_KEY, run_cli
 
 from .csv_files import people, write_csv
 
@@ -83,7 +83,7 @@ def test_sigkill_mid_import_then_run_again(app, tmp_path):
     total, chunk = 20_000, 250
     path = write_csv(tmp_path / "members.csv", people(total))
     url = app.extensions["settings"].database_url
-    env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": "test-secret-key-used-only-by-the-test-suite", "REDIS_URL": ""}
+    env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": TEST_SECRET_KEY, "REDIS_URL": ""}
     proc = subprocess.Popen(
         [str(BIN / "actionlist"), "import", str(path), "--list", "newsletter", "--confirmed",
          "--consent-note", NOTE, "--chunk-size", str(chunk)],

@@ -47,6 +47,7 @@ from service.models import (
 from service.queue import JobRequest
 from tests.factories import import_record
 from tests.queries import count
+from tests.support import TEST_SECRET_KEY
 
 from .csv_files import HEADER, people
 
@@ -170,7 +171,7 @@ def test_worker_killed_mid_import_is_recovered_and_finishes_exactly(
     import_id = upload(client, api_token("campaigner"), csv_bytes(rows))
     conf = app.extensions["settings"]
     env = {**os.environ, "DATABASE_URL": conf.database_url, "REDIS_URL": conf.redis_url,
-           "QUEUE_PREFIX": conf.queue_prefix, "SECRET_KEY": "test-secret-key-used-only-by-the-test-suite",
+           "QUEUE_PREFIX": conf.queue_prefix, "SECRET_KEY": TEST_SECRET_KEY,
            "PUBLIC_URL": "http://localhost", "ORG_POSTAL_ADDRESS": "1 Main St"}
     log = tmp_path / "worker.log"
 
