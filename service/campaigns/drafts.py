@@ -14,12 +14,14 @@ with that commit).
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 from sqlalchemy.orm import Session
 
+from ..fields import CONTROL
 from ..i18n import LOCALES
 from ..lists import lists_by_slugs
 from ..models import Campaign, CampaignKind, CampaignStatus, ContentFormat, MailingList
@@ -38,17 +40,34 @@ SAMPLE_PERSON = {
 }
 
 
+# Control characters are refused, never dropped (a NUL byte cannot even be stored on
+# PostgreSQL); text with lines keeps its tabs and line breaks.
+LINE_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _one_line(value: str) -> None:
+    if CONTROL.search(value):
+        raise ValidationError("Must not contain line breaks or control characters.")
+
+
+def _lines(value: str) -> None:
+    if LINE_CONTROL.search(value):
+        raise ValidationError("Must not contain control characters.")
+
+
+def _text(*rules: Any, lines: bool = False, **options: Any) -> fields.String:
+    return fields.String(validate=[*rules, _lines if lines else _one_line], **options)
+
+
 class SegmentIn(Schema):
-    states = fields.List(fields.String(validate=validate.Length(equal=US_STATE_LENGTH)),
-                         load_default=list)
-    postal_prefixes = fields.List(fields.String(validate=validate.Length(min=1, max=10)),
-                                  load_default=list)
+    states = fields.List(_text(validate.Length(equal=US_STATE_LENGTH)), load_default=list)
+    postal_prefixes = fields.List(_text(validate.Length(min=1, max=10)), load_default=list)
     locales = fields.List(fields.String(validate=validate.OneOf(LOCALES)), load_default=list)
 
 
 class VariantIn(Schema):
-    subject = fields.String(required=True, validate=validate.Length(min=1, max=300))
-    body = fields.String(required=True, validate=validate.Length(min=1))
+    subject = _text(validate.Length(min=1, max=300), lines=True, required=True)
+    body = _text(validate.Length(min=1), lines=True, required=True)
 
 
 class VariantsIn(Schema):
@@ -56,17 +75,19 @@ class VariantsIn(Schema):
 
 
 class CampaignIn(Schema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    name = _text(validate.Length(min=1, max=200), required=True)
     kind = fields.String(required=True, validate=validate.OneOf([k.value for k in CampaignKind]))
-    subject = fields.String(required=True, validate=validate.Length(min=1, max=300))
-    preheader = fields.String(load_default="", validate=validate.Length(max=300))
-    body = fields.String(required=True, validate=validate.Length(min=1))
+    # The subject is a template: it may span lines (the rendered subject is one line).
+    subject = _text(validate.Length(min=1, max=300), lines=True, required=True)
+    preheader = _text(validate.Length(max=300), lines=True, load_default="")
+    body = _text(validate.Length(min=1), lines=True, required=True)
     format = fields.String(load_default="markdown",
                            validate=validate.OneOf([f.value for f in ContentFormat]))
-    lists = fields.List(fields.String(), required=True, validate=validate.Length(min=1))
+    lists = fields.List(_text(validate.Length(min=1, max=100)), required=True,
+                        validate=validate.Length(min=1))
     segment = fields.Nested(SegmentIn, load_default=dict)
     variants = fields.Nested(VariantsIn, load_default=dict)
-    source_code = fields.String(load_default="", validate=validate.Length(max=100))
+    source_code = _text(validate.Length(max=100), load_default="")
 
     @validates_schema
     def _templates(self, data: dict[str, Any], **_: Any) -> None:
