@@ -72,11 +72,14 @@ def all_lists(session: Session) -> list[MailingList]:
 
 
 def list_by_slug(session: Session, slug: str) -> MailingList | None:
+    if "\x00" in slug:  # names no list (and PostgreSQL cannot compare it)
+        return None
     return session.scalars(select(MailingList).where(MailingList.slug == slug)).first()
 
 
 def lists_by_slugs(session: Session, slugs: list[str]) -> list[MailingList]:
     """The lists among `slugs` (unknown slugs are left out; the caller says so)."""
+    slugs = [slug for slug in slugs if "\x00" not in slug]
     return list(session.scalars(select(MailingList).where(MailingList.slug.in_(slugs))))
 
 

@@ -280,10 +280,48 @@ def install_session_hooks(session_factory: Any, app: Flask) -> None:
         session.info.pop("jobs_after_commit", None)
 
 
+# A timer wakes at least this often: one wait for a date far ahead would overflow.
+TIMER_SLICE_SECONDS = 3600.0
+# After a timer failed, its job is queued again this much later.
+TIMER_RESTART_SECONDS = 5.0
+
+
+class JobTimer(threading.Timer):
+    """A job's timer that never dies silently.
+
+    It waits in slices of at most TIMER_SLICE_SECONDS, and if anything fails (its wait, or
+    queueing the job when it is due) it logs the error and `restart` arms a new timer for
+    the same job.
+    """
+
+    def __init__(self, interval: float, function: Callable[[], Any],
+                 restart: Callable[[JobTimer], None]) -> None:
+        super().__init__(interval, function)
+        self.due = time.monotonic() + interval
+        self.restart = restart
+
+    def run(self) -> None:
+        try:
+            while not self.finished.is_set():
+                remaining = self.due - time.monotonic()
+                if remaining <= 0:
+                    self.function()
+                    break
+                self.finished.wait(min(remaining, TIMER_SLICE_SECONDS))
+        except Exception:
+            log.exception("in-process timer failed; starting it again")
+            self.restart(self)
+        finally:
+            self.finished.set()
+
+
 class InProcessWorker:
     """Runs jobs on one background thread, with the same retries, for the embedded mode.
 
     This is what `make run` uses: no Redis needed, and a request never waits for a job.
+    Neither the job thread nor a timer dies silently: a job that fails (even with a bad
+    name, or SystemExit) is logged and the thread goes on; a timer that fails is logged and
+    armed again.
     """
 
     def __init__(self, app: Flask) -> None:
@@ -319,21 +357,32 @@ class InProcessWorker:
         request.at = None
 
         def fire() -> None:
-            with self.lock:
-                self.timers.remove(timer)
+            self._forget(timer)
             self.submit(request, request.extra.get("attempt", 0))
 
-        timer = threading.Timer(delay, fire)
+        def restart(failed: JobTimer) -> None:
+            self._forget(failed)
+            self._later(max(failed.due - time.monotonic(), TIMER_RESTART_SECONDS), request)
+
+        timer = JobTimer(delay, fire, restart)
         timer.daemon = True
         with self.lock:
             self.timers.append(timer)
         timer.start()
+
+    def _forget(self, timer: threading.Timer) -> None:
+        with self.lock:
+            if timer in self.timers:
+                self.timers.remove(timer)
 
     def _loop(self) -> None:
         while True:
             request = self.jobs.get()
             try:
                 self._run(request)
+            except BaseException:  # noqa: BLE001 - SystemExit or a bad job name: log, go on
+                log.exception("in-process job %s crashed; the job thread carries on",
+                              request.func)
             finally:
                 with self.lock:
                     self.busy -= 1

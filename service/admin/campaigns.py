@@ -126,13 +126,35 @@ def _flatten(messages: Any, path: tuple[str, ...] = ()) -> dict[str, str]:
     return out
 
 
-def load_form(values: dict[str, Any], *, partial: bool = False) -> tuple[dict[str, Any],
-                                                                         dict[str, str]]:
-    schema = CampaignPatch() if partial else CampaignIn()
+def load_form(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     try:
-        return schema.load(schema_input(values)), {}
+        return CampaignIn().load(schema_input(values)), {}
     except ValidationError as exc:
         return {}, _flatten(exc.messages)
+
+
+# What a preview renders, and the form fields whose errors it reports.
+PREVIEW_FIELDS = ("kind", "subject", "preheader", "body", "format", "source_code", "variants")
+TEMPLATE_FIELDS = ("subject", "body", "es_subject", "es_body")
+
+
+def load_preview(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The form as far as it renders: what is filled in and valid (the live preview runs
+    while staff are still typing, before the name or the lists are set)."""
+    data = {key: value for key, value in schema_input(values).items()
+            if key in PREVIEW_FIELDS and value not in ("", {})}
+    schema = CampaignPatch(only=PREVIEW_FIELDS)
+    while True:
+        try:
+            return schema.load(data), {}
+        except ValidationError as exc:
+            errors = _flatten(exc.messages)
+            shown = {k: v for k, v in errors.items() if k in TEMPLATE_FIELDS}
+            if shown:
+                return {}, shown
+            # Leave out what is not valid yet (a field-level error skips the template
+            # checks, so this loads again) and render the rest.
+            data = {key: value for key, value in data.items() if key not in exc.messages}
 
 
 # ------------------------------------------------------------------ pages
@@ -222,11 +244,9 @@ def campaign_preview() -> Any:
     locale = request.args.get("lang", "en")
     if locale not in LOCALES:
         abort(404)
-    data, errors = load_form(form_values(request.form), partial=True)
-    template_errors = {k: v for k, v in errors.items()
-                       if k in ("subject", "body", "es_subject", "es_body")}
-    if template_errors:
-        return jsonify({"errors": template_errors}), 422
+    data, errors = load_preview(form_values(request.form))
+    if errors:
+        return jsonify({"errors": errors}), 422
     try:
         shown = drafts.preview(drafts.unsaved(data), locale)
     except ContentError as exc:
@@ -276,7 +296,10 @@ def campaign_mail(campaign_id: int, lang: str) -> Any:
     """The saved campaign's mail in one language, for the preview frame of the detail page."""
     if lang not in LOCALES:
         abort(404)
-    shown = drafts.preview(_get(campaign_id), lang)
+    try:
+        shown = drafts.preview(_get(campaign_id), lang)
+    except ContentError as exc:
+        return Response(str(exc), status=422, mimetype="text/plain")
     response = Response(shown["html"], mimetype="text/html")
     # Staff HTML runs in no origin of ours, even when the URL is opened directly.
     response.headers["Content-Security-Policy"] = "sandbox"
@@ -303,7 +326,11 @@ def campaign_test(campaign_id: int) -> Any:
     except ValidationError as exc:
         return _detail(campaign, errors=_flatten(exc.messages), status=422, test_emails=typed)
     session = db.session()
-    drafts.queue_test(session, campaign, emails, actor())
+    try:
+        drafts.queue_test(session, campaign, emails, actor())
+    except drafts.Unrenderable as exc:
+        session.rollback()
+        return _detail(campaign, errors={"emails": str(exc)}, status=422, test_emails=typed)
     session.commit()
     flash(f"Test send queued to {', '.join(emails)}.")
     return redirect(url_for("admin.campaign_detail", campaign_id=campaign.id))
@@ -338,9 +365,11 @@ def campaign_send(campaign_id: int) -> Any:
     if when:
         try:
             send_at = SendIn().load({"send_at": when})["send_at"]
-        except ValidationError:
-            return _detail(_get(campaign_id), errors={"send_at": "Give a date and time."},
-                           status=422)
+        except ValidationError as exc:
+            typed_wrong = "Not a valid datetime." in str(exc.messages)
+            errors = {"send_at": "Give a date and time."} if typed_wrong else _flatten(
+                exc.messages)
+            return _detail(_get(campaign_id), errors=errors, status=422)
     elif request.form.get("mode") == "schedule":
         return _detail(_get(campaign_id), errors={"send_at": "Give a date and time."},
                        status=422)

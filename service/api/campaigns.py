@@ -24,6 +24,7 @@ from ..campaigns.drafts import (
     SendIn,
     TestIn,
     UnknownLists,
+    Unrenderable,
     act,
     create_draft,
     edit_draft,
@@ -133,7 +134,11 @@ for _action in ("pause", "resume", "cancel"):
 def test_campaign(data: dict[str, Any], campaign_id: int) -> Any:
     session = db.session()
     campaign = _get(campaign_id)
-    queue_test(session, campaign, data["emails"], g.actor)
+    try:
+        queue_test(session, campaign, data["emails"], g.actor)
+    except Unrenderable as exc:
+        session.rollback()
+        abort(422, errors={name: [message] for name, message in exc.errors.items()})
     session.commit()
     return {"status": "queued", "emails": data["emails"]}, 202
 

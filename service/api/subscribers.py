@@ -20,9 +20,14 @@ from .schemas import SubscriberDetailOut, SubscriberPageOut
 blp = Blueprint("subscribers_api", __name__, url_prefix="/api/v1", description="Subscribers")
 
 
+# A filter never holds a control character (PostgreSQL cannot compare a NUL byte).
+NO_CONTROL = validate.Regexp(r"^[^\x00-\x1f\x7f]*$",
+                             error="Must not contain control characters.")
+
+
 class SubscriberQuery(Schema):
-    email = fields.String(validate=validate.Length(max=254))
-    list = fields.String(validate=validate.Length(max=64))
+    email = fields.String(validate=[validate.Length(max=254), NO_CONTROL])
+    list = fields.String(validate=[validate.Length(max=64), NO_CONTROL])
     status = fields.String(validate=validate.OneOf([s.value for s in SubscriptionStatus]))
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))
     per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))

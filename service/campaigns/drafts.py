@@ -14,18 +14,20 @@ with that commit).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 from sqlalchemy.orm import Session
 
+from ..fields import CONTROL
 from ..i18n import LOCALES
 from ..lists import lists_by_slugs
 from ..models import Campaign, CampaignKind, CampaignStatus, ContentFormat, MailingList
 from ..queue import enqueue_after_commit
 from .lifecycle import IllegalTransition, audit, require_transition
-from .render import ContentError, check_template, render_variant
+from .render import render_variant, template_errors
 from .sending import SEND_TEST_JOB, request_send, resume
 
 US_STATE_LENGTH = 2
@@ -38,17 +40,34 @@ SAMPLE_PERSON = {
 }
 
 
+# Control characters are refused, never dropped (a NUL byte cannot even be stored on
+# PostgreSQL); text with lines keeps its tabs and line breaks.
+LINE_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _one_line(value: str) -> None:
+    if CONTROL.search(value):
+        raise ValidationError("Must not contain line breaks or control characters.")
+
+
+def _lines(value: str) -> None:
+    if LINE_CONTROL.search(value):
+        raise ValidationError("Must not contain control characters.")
+
+
+def _text(*rules: Any, lines: bool = False, **options: Any) -> fields.String:
+    return fields.String(validate=[*rules, _lines if lines else _one_line], **options)
+
+
 class SegmentIn(Schema):
-    states = fields.List(fields.String(validate=validate.Length(equal=US_STATE_LENGTH)),
-                         load_default=list)
-    postal_prefixes = fields.List(fields.String(validate=validate.Length(min=1, max=10)),
-                                  load_default=list)
+    states = fields.List(_text(validate.Length(equal=US_STATE_LENGTH)), load_default=list)
+    postal_prefixes = fields.List(_text(validate.Length(min=1, max=10)), load_default=list)
     locales = fields.List(fields.String(validate=validate.OneOf(LOCALES)), load_default=list)
 
 
 class VariantIn(Schema):
-    subject = fields.String(required=True, validate=validate.Length(min=1, max=300))
-    body = fields.String(required=True, validate=validate.Length(min=1))
+    subject = _text(validate.Length(min=1, max=300), lines=True, required=True)
+    body = _text(validate.Length(min=1), lines=True, required=True)
 
 
 class VariantsIn(Schema):
@@ -56,39 +75,52 @@ class VariantsIn(Schema):
 
 
 class CampaignIn(Schema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    name = _text(validate.Length(min=1, max=200), required=True)
     kind = fields.String(required=True, validate=validate.OneOf([k.value for k in CampaignKind]))
-    subject = fields.String(required=True, validate=validate.Length(min=1, max=300))
-    preheader = fields.String(load_default="", validate=validate.Length(max=300))
-    body = fields.String(required=True, validate=validate.Length(min=1))
+    # The subject is a template: it may span lines (the rendered subject is one line).
+    subject = _text(validate.Length(min=1, max=300), lines=True, required=True)
+    preheader = _text(validate.Length(max=300), lines=True, load_default="")
+    body = _text(validate.Length(min=1), lines=True, required=True)
     format = fields.String(load_default="markdown",
                            validate=validate.OneOf([f.value for f in ContentFormat]))
-    lists = fields.List(fields.String(), required=True, validate=validate.Length(min=1))
+    lists = fields.List(_text(validate.Length(min=1, max=100)), required=True,
+                        validate=validate.Length(min=1))
     segment = fields.Nested(SegmentIn, load_default=dict)
     variants = fields.Nested(VariantsIn, load_default=dict)
-    source_code = fields.String(load_default="", validate=validate.Length(max=100))
+    source_code = _text(validate.Length(max=100), load_default="")
 
     @validates_schema
     def _templates(self, data: dict[str, Any], **_: Any) -> None:
         sources = {"subject": data.get("subject"), "body": data.get("body")}
         for key, value in (data.get("variants") or {}).get("es", {}).items():
             sources[f"variants.es.{key}"] = value
-        for field_name, source in sources.items():
-            if source is None:
-                continue
-            try:
-                check_template(source)
-            except ContentError as exc:
-                raise ValidationError(str(exc), field_name) from exc
+        errors = template_errors({name: source for name, source in sources.items()
+                                  if isinstance(source, str)})
+        if errors:
+            raise ValidationError({name: [message] for name, message in errors.items()})
 
 
 class CampaignPatch(CampaignIn):
-    class Meta:
-        partial = True
+    """Any subset of `CampaignIn`: a field left out keeps its value (and gets no default)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("partial", True)
+        super().__init__(**kwargs)
+
+
+# How far ahead a send may be scheduled: beyond it a date is a typo (or an attack on the
+# scheduler), not a plan.
+SCHEDULE_HORIZON = timedelta(days=365)
 
 
 class SendIn(Schema):
     send_at = fields.AwareDateTime(load_default=None, default_timezone=UTC)
+
+    @validates("send_at")
+    def _within_horizon(self, value: datetime | None, **_: Any) -> None:
+        if value is not None and value - datetime.now(UTC) > SCHEDULE_HORIZON:
+            raise ValidationError(
+                f"Schedule at most {SCHEDULE_HORIZON.days} days ahead.")
 
 
 class TestIn(Schema):
@@ -108,6 +140,14 @@ class NotADraft(ValueError):
 
     def __init__(self, status: CampaignStatus) -> None:
         super().__init__(f"Only drafts can be edited; this campaign is {status}.")
+
+
+class Unrenderable(ValueError):
+    """The campaign's stored templates cannot render (HTTP 422, `{field: message}`)."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(errors.values()))
+        self.errors = errors
 
 
 class NoLists(ValueError):
@@ -173,8 +213,23 @@ def act(session: Session, campaign: Campaign, action: str, actor: str,
         raise ValueError(f"unknown campaign action {action!r}")
 
 
+def stored_template_errors(campaign: Campaign) -> dict[str, str]:
+    """{field: message} for the campaign's templates that cannot render (a campaign saved
+    before a limit existed, or written around the API)."""
+    sources = {"subject": campaign.subject, "body": campaign.body}
+    for key, value in ((campaign.variants or {}).get("es") or {}).items():
+        sources[f"variants.es.{key}"] = value
+    return template_errors({k: v for k, v in sources.items() if isinstance(v, str)})
+
+
 def queue_test(session: Session, campaign: Campaign, emails: list[str], actor: str) -> None:
-    """Queue the test send (the job renders and sends; it writes the audit record)."""
+    """Queue the test send (the job renders and sends; it writes the audit record).
+
+    Unrenderable if the templates cannot render: refused now rather than failing in a job.
+    """
+    errors = stored_template_errors(campaign)
+    if errors:
+        raise Unrenderable(errors)
     enqueue_after_commit(session, SEND_TEST_JOB, campaign.id, list(emails), actor,
                          queue="transactional")
 
@@ -207,6 +262,7 @@ def preview(campaign: Campaign, locale: str) -> dict[str, str]:
 
 __all__ = [
     "CampaignIn", "CampaignPatch", "IllegalTransition", "NoLists", "NotADraft", "SendIn",
-    "TestIn", "UnknownLists",
-    "act", "create_draft", "edit_draft", "preview", "queue_test", "resolve_lists", "unsaved",
+    "TestIn", "UnknownLists", "Unrenderable",
+    "act", "create_draft", "edit_draft", "preview", "queue_test", "resolve_lists",
+    "stored_template_errors", "unsaved",
 ]

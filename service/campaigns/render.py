@@ -2,8 +2,16 @@
 
 Staff write the subject and body in Markdown or HTML and may use a few variables
 (`{{ first_name }}`, `{{ state }}`, …). The source runs through a **sandboxed** Jinja
-environment (`jinja2.sandbox.SandboxedEnvironment`): attribute tricks such as
-`{{ ''.__class__ }}` render as nothing, and nothing but the variables below is in scope.
+environment (`jinja2.sandbox.ImmutableSandboxedEnvironment`): attribute tricks such as
+`{{ ''.__class__ }}` render as nothing, nothing but the variables below is in scope, lists
+and dicts cannot be changed, and no other template can be included or imported.
+
+The sandbox does not bound the work a template asks for (`{{ 'x' * 10**9 }}`, nested
+loops), so staff sources render in a separate process (a `pebble` pool) with a time budget
+(`RENDER_SECONDS`), a memory ceiling (`RENDER_MEMORY`), a cap on the rendered size
+(`MAX_RENDERED_CHARS`) and on `range()` (`MAX_RANGE`). A template over a limit, or one that
+fails while rendering (`{{ 1/0 }}`), raises ContentError with a message for staff: the API
+and the admin answer 422, and a campaign that meets one at send time fails.
 
 The variables are not filled per person. Each renders as a placeholder (`-@first_name@-`)
 and the mail is rendered once per variant; every personalization then carries its own
@@ -17,16 +25,24 @@ from __future__ import annotations
 
 import functools
 import html as htmllib
+import multiprocessing
+import os
 import re
+import resource
+import threading
+from collections.abc import Iterator, Mapping
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import render_template
 from flask_babel import force_locale
-from jinja2 import TemplateError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import BaseLoader, Environment, TemplateError, TemplateNotFound
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markdown_it import MarkdownIt
 from markupsafe import Markup
+from pebble import ProcessExpired, ProcessPool
 
 from .. import config
 from ..config import Settings
@@ -40,7 +56,33 @@ PERSON_VARIABLES = ("first_name", "last_name", "email", "state", "postal_code")
 LINK_VARIABLES = ("unsubscribe_url", "preferences_url")
 ALL_VARIABLES = PERSON_VARIABLES + LINK_VARIABLES
 
-_env = SandboxedEnvironment(autoescape=False)
+# Limits of one render of staff sources (a subject and a body together).
+RENDER_SECONDS = 2.0  # wall clock, then the rendering process is killed
+RENDER_MEMORY = 256 * 1024 * 1024  # bytes the rendering process may add to its own size
+MAX_RENDERED_CHARS = 1_000_000  # per source; Gmail already clips a mail at ~100 KB
+MAX_RANGE = 10_000  # numbers one range() may produce
+RENDER_PROCESSES = 2
+
+
+class _NoOtherTemplates(BaseLoader):
+    """`{% include %}`, `{% import %}` and `{% extends %}` name templates staff cannot use."""
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str | None,
+                                                                          Any]:
+        raise TemplateNotFound(template, message=(
+            f"a campaign cannot include, import or extend another template ({template!r})"))
+
+
+def _bounded_range(*args: int) -> Iterator[int]:
+    numbers = range(*args)
+    if len(numbers) > MAX_RANGE:
+        raise OverflowError(f"range() in a campaign is limited to {MAX_RANGE:,} numbers")
+    return iter(numbers)
+
+
+_env = ImmutableSandboxedEnvironment(autoescape=False, loader=_NoOtherTemplates())
+_env.globals["range"] = _bounded_range
+del _env.globals["lipsum"]  # unbounded work for no use in a mail
 _markdown = MarkdownIt("commonmark", {"html": True}).enable("table")
 _HREF = re.compile(r'href="(https?://[^"]+)"')
 _TEXT_URL = re.compile(r"https?://[^\s<>()\[\]\"']+")
@@ -57,7 +99,93 @@ class ContentError(ValueError):
 
 def check_template(source: str) -> None:
     """Raise ContentError if `source` is not a valid template (used for 422 answers)."""
-    _fill(source)  # a trial render: syntax errors and sandbox violations surface here
+    fill_template(source)  # a trial render: every error and limit surfaces here
+
+
+def template_errors(sources: Mapping[str, str]) -> dict[str, str]:
+    """{name: message} for each of `sources` that cannot render (one trial render)."""
+    results = _render_bounded(list(sources.values()))
+    return {name: message for name, (ok, message) in zip(sources, results, strict=True)
+            if not ok}
+
+
+def fill_template(source: str) -> str:
+    """`source` rendered with the variables as placeholders; ContentError if it cannot be."""
+    return fill_templates([source])[0]
+
+
+def fill_templates(sources: list[str]) -> list[str]:
+    filled = []
+    for ok, text in _render_bounded(sources):
+        if not ok:
+            raise ContentError(text)
+        filled.append(text)
+    return filled
+
+
+def _limit_memory(extra: int) -> None:
+    """Runs first in each rendering process: cap its address space at its size + `extra`."""
+    try:
+        with open("/proc/self/statm") as statm:
+            size = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # no /proc: the time budget still applies
+        return
+    resource.setrlimit(resource.RLIMIT_AS, (size + extra, size + extra))
+
+
+def _render_source(source: str, max_chars: int) -> tuple[bool, str]:
+    """(True, text) or (False, message for staff); runs in a rendering process."""
+    context = {name: placeholder(name) for name in PERSON_VARIABLES}
+    try:
+        size, parts = 0, []
+        for chunk in _env.from_string(source).generate(context):
+            size += len(chunk)
+            if size > max_chars:
+                return False, f"The template renders to more than {max_chars:,} characters."
+            parts.append(chunk)
+        return True, "".join(parts)
+    except MemoryError:
+        return False, ("The template needs more memory than a campaign may use "
+                       "(a huge repetition or loop?).")
+    except TemplateError as exc:
+        return False, f"Template error: {exc}"
+    except Exception as exc:  # noqa: BLE001 - any runtime error is the template's
+        return False, f"Template error: {type(exc).__name__}: {exc}"
+
+
+_pool: tuple[int, ProcessPool] | None = None
+_pool_lock = threading.Lock()
+
+
+def _renderers() -> ProcessPool:
+    """This process's pool of rendering processes (a new one after a fork)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid() or not _pool[1].active:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload([__name__])
+            _pool = (os.getpid(), ProcessPool(
+                max_workers=RENDER_PROCESSES, initializer=_limit_memory,
+                initargs=(RENDER_MEMORY,), context=context))
+        return _pool[1]
+
+
+def _render_bounded(sources: list[str]) -> list[tuple[bool, str]]:
+    """Render each source in a rendering process (side by side), within the limits."""
+    pool = _renderers()
+    futures = [pool.submit(_render_source, RENDER_SECONDS, source, MAX_RENDERED_CHARS)
+               for source in sources]
+    results: list[tuple[bool, str]] = []
+    for future in futures:
+        try:
+            results.append(future.result())
+        except FutureTimeout:
+            results.append((False, f"The template took longer than {RENDER_SECONDS:g} s to "
+                                   "render (loops too large?)."))
+        except ProcessExpired:
+            results.append((False, "The template stopped the renderer (it needs too much "
+                                   "memory?)."))
+    return results
 
 
 @dataclass
@@ -94,14 +222,6 @@ def _content_for(campaign: Campaign, locale: str) -> tuple[str, str]:
     return campaign.subject, campaign.body
 
 
-def _fill(source: str) -> str:
-    context = {name: placeholder(name) for name in PERSON_VARIABLES}
-    try:
-        return _env.from_string(source).render(context)
-    except TemplateError as exc:
-        raise ContentError(f"Template error: {exc}") from exc
-
-
 def add_source_code(url: str, code: str) -> str:
     """Append `source=code` to a link (the advocacy practice of tracking source codes)."""
     parts = urlsplit(url)
@@ -125,8 +245,8 @@ def render_variant(
 ) -> RenderedVariant:
     settings = settings or config.settings()
     subject_src, body_src = _content_for(campaign, locale)
-    subject = " ".join(_fill(subject_src).split())
-    body = _fill(body_src)
+    subject, body = fill_templates([subject_src, body_src])
+    subject = " ".join(subject.split())
     if campaign.format == ContentFormat.markdown:
         body_html = _markdown.render(body)
         body_text = body
