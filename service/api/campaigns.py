@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import g
-from flask_smorest import Blueprint
+from flask_smorest import Blueprint, abort
 from sqlalchemy import select
 
 from .. import db
