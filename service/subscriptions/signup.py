@@ -164,17 +164,6 @@ def _get_or_create_subscriber(session: Session, data: Validated) -> tuple[Subscr
     return subscriber, True
 
 
-def _fill_blanks(subscriber: Subscriber, data: Validated) -> None:
-    """An unconfirmed signup may add missing details but never overwrite existing ones."""
-    if not subscriber.first_name:
-        subscriber.first_name = data.first_name
-    if not subscriber.last_name:
-        subscriber.last_name = data.last_name
-    if not subscriber.postal_code and data.postal_code:
-        subscriber.postal_code = data.postal_code
-        subscriber.state = state_for(data.postal_code)
-
-
 def list_key(list_ids: list[int]) -> str:
     return ",".join(str(i) for i in sorted(set(list_ids)))
 
@@ -271,8 +260,9 @@ def signup(session: Session, data: Validated, evidence: Evidence) -> Outcome:
     subscriber, created = _get_or_create_subscriber(session, data)
     existing: dict[int, Subscription] = {}
     if not created:
-        # (A row inserted by this transaction has no subscriptions yet: nothing to read.)
-        _fill_blanks(subscriber, data)
+        # An existing person's profile stays as it is: anyone can type an address into a
+        # public form, so only the person (through a signed link), staff or an import may
+        # change it. (A row inserted by this transaction has no subscriptions yet.)
         existing = {
             s.list_id: s
             for s in session.scalars(

@@ -232,3 +232,31 @@ def test_a_new_address_stores_the_same_rows_on_every_backend(client, run_jobs, s
     assert message["to"][0]["email"] == "Lu@example.org"
     db.session().expire_all()
     assert db.session().get(ConfirmationMail, mail.id).result != "queued"
+
+
+@pytest.mark.parametrize("status", [SubscriptionStatus.confirmed, SubscriptionStatus.pending,
+                                    SubscriptionStatus.unsubscribed])
+@pytest.mark.parametrize("route", ["form", "json"])
+def test_a_public_signup_never_changes_an_existing_profile(client, status, route):
+    """A stranger who knows an address must not write into its blank fields (the names
+    appear in campaign mails, the postal code decides state targeting)."""
+    from tests.factories import subscriber
+
+    person = subscriber("quiet@example.org", lists={"newsletter": status})
+    fields = {"first_name": "Mallory", "last_name": "Spoof", "postal_code": "10001",
+              "lang": "es"}
+    if route == "form":
+        answer = client.post("/subscribe", data={"email": "quiet@example.org",
+                                                 "lists": "action-alerts", **fields})
+        assert answer.status_code == 303
+    else:
+        answer = client.post("/api/v1/subscriptions", json={
+            "email": "quiet@example.org", "lists": ["action-alerts"], **fields})
+        assert answer.status_code == 202
+    session = db.session()
+    session.expire_all()
+    stored = session.get(Subscriber, person.id)
+    assert (stored.first_name, stored.last_name, stored.postal_code, stored.state,
+            stored.locale) == ("", "", "", "", "en")
+    # The signup itself still counts: the new list waits for the person's confirmation.
+    assert subscriptions_of("quiet@example.org")["action-alerts"] == "pending"
