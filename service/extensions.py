@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import flask_smorest
 from flask import jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from flask_babel import Babel
 from flask_cors import CORS
 from flask_limiter import Limiter
 from flask_login import LoginManager
 from flask_smorest import Api
 from flask_wtf import CSRFProtect
+from marshmallow import Schema
+from webargs.core import missing
+from webargs.flaskparser import FlaskParser, abort, is_json_request
 
-from . import config
+from . import config, jsonbody
 from .subscribers import Evidence
 
 # Public signup bodies (form and JSON) are small; anything bigger is refused unread.
@@ -77,3 +82,36 @@ class JsonApi(Api):
 
 
 api = JsonApi()
+
+
+class BoundedJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, with `request.get_json()` refusing deep nesting like every other
+    JSON body (`service.jsonbody`); the refusal is a ValueError, so Flask answers 400."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return jsonbody.loads(s, **kwargs)
+
+
+class BoundedJSONParser(FlaskParser):
+    """webargs' Flask parser, reading JSON bodies through `service.jsonbody`: a body
+    nested too deeply is a 400 that says so, like invalid JSON."""
+
+    def load_json(self, req: Any, schema: Schema) -> Any:
+        if not is_json_request(req):
+            return missing
+        body = req.get_data(cache=True)
+        if not body:
+            return missing
+        try:
+            return jsonbody.loads(body)
+        except jsonbody.TooDeep as exc:
+            message = exc.message
+        except ValueError:  # not JSON, or not UTF-8
+            message = "Invalid JSON body."
+        abort(400, messages={"json": [message]})
+
+
+class ApiBlueprint(flask_smorest.Blueprint):
+    """The blueprint of every API resource: flask-smorest's, with the bounded parser."""
+
+    ARGUMENTS_PARSER = BoundedJSONParser()

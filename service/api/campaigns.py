@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import g
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from sqlalchemy import select
 
 from .. import db
@@ -31,10 +31,11 @@ from ..campaigns.drafts import (
     queue_test,
 )
 from ..campaigns.sending import counts
+from ..extensions import ApiBlueprint
 from ..models import Campaign, Role
 from .refusals import found, refused_as
 
-blp = Blueprint("campaigns_api", __name__, url_prefix="/api/v1", description="Campaigns")
+blp = ApiBlueprint("campaigns_api", __name__, url_prefix="/api/v1", description="Campaigns")
 
 
 

@@ -11,12 +11,13 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from flask import Response, g, request, stream_with_context, url_for
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from sqlalchemy import select
 
 from .. import db
 from ..auth import require_role
 from ..db import utcnow
+from ..extensions import ApiBlueprint
 from ..imports.csvfile import FileError
 from ..imports.export import csv_blocks, export_rows
 from ..imports.progress import import_summary
@@ -25,7 +26,7 @@ from ..lists import list_by_slug
 from ..models import Import, Role, SubscriptionStatus
 from .refusals import found, refused_as
 
-blp = Blueprint("imports_api", __name__, url_prefix="/api/v1",
+blp = ApiBlueprint("imports_api", __name__, url_prefix="/api/v1",
                 description="Subscriber imports (CSV upload, run as a job) and exports")
 
 NOTE_MAX = 2000

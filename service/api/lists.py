@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from .. import db
 from ..auth import require_role
+from ..extensions import ApiBlueprint
 from ..lists import all_lists, list_counts
 from ..models import Role
 from .schemas import ListOut
 
-blp = Blueprint("lists_api", __name__, url_prefix="/api/v1", description="Mailing lists")
+blp = ApiBlueprint("lists_api", __name__, url_prefix="/api/v1", description="Mailing lists")
 
 
 @blp.route("/lists", methods=["GET"])

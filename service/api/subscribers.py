@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from .. import db
 from ..auth import require_role
+from ..extensions import ApiBlueprint
 from ..models import MailingList, Role, Subscriber, Subscription, SubscriptionStatus
 from ..subscribers import consent_record_data, email_key
 from .paging import offset_page
 from .refusals import found
 from .schemas import SubscriberDetailOut, SubscriberPageOut
 
-blp = Blueprint("subscribers_api", __name__, url_prefix="/api/v1", description="Subscribers")
+blp = ApiBlueprint("subscribers_api", __name__, url_prefix="/api/v1", description="Subscribers")
 
 
 # A filter never holds a control character (PostgreSQL cannot compare a NUL byte).

@@ -5,16 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from flask import jsonify, request
-from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from .. import db
-from ..extensions import SIGNUP_BODY_LIMIT, csrf, evidence, limiter, signup_limit
+from ..extensions import SIGNUP_BODY_LIMIT, ApiBlueprint, csrf, evidence, limiter, signup_limit
 from ..fields import NAME_MAX, POSTAL_MAX
 from ..i18n import LOCALES
 from ..subscriptions import signup as logic
 
-blp = Blueprint(
+blp = ApiBlueprint(
     "public_api", __name__, url_prefix="/api/v1", description="Public signup (no token needed)"
 )
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from flask import g, jsonify, request
-from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
 from sqlalchemy import select
 
 from .. import db
 from ..auth import require_role
+from ..extensions import ApiBlueprint
 from ..models import Campaign, Role, Suppression, SuppressionReason
 from ..subscribers import InvalidEmail
 from ..suppressions import AlreadySuppressed, ErasureIsFinal, lift, suppress_by_hand
@@ -18,10 +18,10 @@ from ..webhooks.stats import campaign_stats
 from .paging import offset_page
 from .refusals import found
 
-suppressions_blp = Blueprint(
+suppressions_blp = ApiBlueprint(
     "suppressions_api", __name__, url_prefix="/api/v1", description="Suppression list (admin)"
 )
-stats_blp = Blueprint(
+stats_blp = ApiBlueprint(
     "campaign_stats_api", __name__, url_prefix="/api/v1", description="Campaign statistics"
 )
 
@@ -121,7 +121,8 @@ def remove_suppression(suppression_id: int) -> Any:
     their subscriptions stay as they are.
     """
     body = request.get_json(silent=True) if request.is_json else None
-    raw = {"reason": (body or {}).get("reason") or request.args.get("reason", "")}
+    given = body.get("reason") if isinstance(body, dict) else None
+    raw = {"reason": given or request.args.get("reason", "")}
     errors = RemovalIn().validate(raw)
     if errors:
         return _errors(422, "reason", "Give a reason (at least 3 characters) for removing it.")

@@ -13,7 +13,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from .. import jsonbody
 from ..db import is_pg, utcnow
+from ..jsonbody import TooDeep
 from ..models import WebhookEvent
 
 MAX_KEY_LENGTH = 100
@@ -37,7 +39,9 @@ class IngestResult:
 
 def parse_events(raw_body: bytes) -> list[dict[str, Any]]:
     try:
-        events = json.loads(raw_body)
+        events = jsonbody.loads(raw_body)
+    except TooDeep as exc:
+        raise MalformedBatch(exc.message) from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedBatch("body is not JSON") from exc
     if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):

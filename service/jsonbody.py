@@ -1,0 +1,62 @@
+"""JSON documents from outside (public signups, the signed Event Webhook, the staff API),
+parsed with a bound on their nesting.
+
+Python's parser recurses once per level: 10,000 nested brackets (20 KB, well inside every
+body limit) raise RecursionError, and a document a little under the interpreter's limit
+parses but breaks whatever walks it next (validation, `json.dumps`, the database driver).
+No legitimate body here nests more than a few levels, so anything deeper than MAX_DEPTH is
+refused as a whole, with a message that says why.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MAX_DEPTH = 64
+
+
+class TooDeep(json.JSONDecodeError):
+    """The document nests arrays and objects more than MAX_DEPTH levels deep.
+
+    A `JSONDecodeError` (so a `ValueError`): every caller that refuses invalid JSON
+    refuses this too; `message` is the sentence to answer with.
+    """
+
+    def __init__(self, doc: str | bytes) -> None:
+        self.message = f"Nested more than {MAX_DEPTH} levels deep."
+        text = doc if isinstance(doc, str) else doc.decode("utf-8", "replace")
+        super().__init__(self.message, text, 0)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def loads(doc: str | bytes, **kwargs: Any) -> Any:
+    """`json.loads(doc, **kwargs)`, refusing documents nested more than MAX_DEPTH levels
+    (TooDeep)."""
+    try:
+        value = json.loads(doc, **kwargs)
+    except RecursionError:
+        raise TooDeep(doc) from None
+    if _nests_deeper_than(value, MAX_DEPTH):
+        raise TooDeep(doc)
+    return value
+
+
+def _nests_deeper_than(value: Any, limit: int) -> bool:
+    """Whether `value` has more than `limit` levels of lists and dicts (walked level by
+    level, without recursion)."""
+    level = [value] if isinstance(value, (list, dict)) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        level = [
+            child
+            for node in level
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, (list, dict))
+        ]
+    return False
