@@ -135,8 +135,9 @@ def audit(action: str, object_type: str, object_id: object = "", **detail: Any) 
 
 
 def _safe_next(target: str | None) -> str:
-    """Only ever redirect back into the admin (no open redirect through ?next=)."""
-    if target:
+    """Only ever redirect back into the admin (no open redirect through ?next=); never
+    with whitespace or control characters, which `urlsplit` would silently drop."""
+    if target and target.isprintable() and not any(c.isspace() for c in target):
         parts = urlsplit(target)
         if not parts.scheme and not parts.netloc and parts.path.startswith("/admin"):
             return target

@@ -33,8 +33,13 @@ def _locale(value: str | None) -> str:
 
 
 def allowed_redirect(target: str) -> str | None:
-    """`target` if it points into one of FORM_ALLOWED_ORIGINS, else None."""
-    if not target:
+    """`target` if it points into one of FORM_ALLOWED_ORIGINS, else None.
+
+    Whitespace and control or format characters (CR/LF, NUL, bidi overrides) refuse the
+    whole target: `urlsplit` silently drops some of them, so the origin check alone would
+    pass a value that then cannot be, or must not be, a `Location` header.
+    """
+    if not target or not target.isprintable() or any(c.isspace() for c in target):
         return None
     parts = urlsplit(target)
     origin = f"{parts.scheme}://{parts.netloc}"

@@ -175,6 +175,27 @@ def test_redirect_only_to_allowed_origins(client):
     assert evil.headers["Location"].startswith("/subscribe/thanks")
 
 
+@pytest.mark.parametrize("target", [
+    "http://partner.example/thanks\r\nSet-Cookie: stolen=1",
+    "http://partner.example/\nthanks",
+    "http://partner.\rexample/",
+    "http://partner.example/\x00",
+    "http://partner.example/\x7f",
+    "http://partner.example/\u2028",
+    "http://partner.example/\u202egro.live",
+    "\thttp://partner.example/",
+    "http://partner.example\\@evil.example/",
+    "http://user@partner.example@evil.example/",
+    "http://partner.example:99999/",
+])
+def test_a_hostile_redirect_is_refused_and_the_signup_still_counts(client, target):
+    answer = client.post("/subscribe", data={**FORM, "redirect": target})
+    assert answer.status_code == 303
+    assert answer.headers["Location"].startswith("/subscribe/thanks")
+    assert "stolen" not in answer.headers.get("Set-Cookie", "")
+    assert subscriptions_of("ana.perez@example.org") == {"action-alerts": "pending"}
+
+
 @pytest.mark.parametrize("origin, allowed", [("http://partner.example", True), ("http://evil.example", False)])
 def test_cors(client, origin, allowed):
     pre = client.options("/api/v1/subscriptions", headers={
