@@ -20,7 +20,16 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app: settings, extensions, blueprints. Nothing else (no migrations)."""
     from . import db as dbmod
     from . import i18n
-    from .extensions import BoundedJSONProvider, api, babel, cors, csrf, limiter, login_manager
+    from .extensions import (
+        BoundedJSONProvider,
+        IdConverter,
+        api,
+        babel,
+        cors,
+        csrf,
+        limiter,
+        login_manager,
+    )
     from .mail.transport import transport_for
     from .observability import Metrics, configure_logging
     from .queue import TaskQueue, install_session_hooks
@@ -34,6 +43,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     app = Flask(__name__, instance_relative_config=True)
     app.json = BoundedJSONProvider(app)
+    app.url_map.converters["int"] = IdConverter
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     settings = settings.resolved(app.instance_path)
     app.extensions["settings"] = settings

@@ -31,6 +31,27 @@ NAMING = {
 }
 
 
+# The largest id any table holds: the narrowest id columns (campaigns, mailing lists,
+# users, API tokens) are PostgreSQL INTEGERs, and a larger number compared with them is
+# a database error, not "no such row".
+MAX_ID = 2**31 - 1
+
+
+def parse_id(text: object) -> int | None:
+    """`text` as a row id (ASCII digits, 1 to MAX_ID), or None if it is not one.
+
+    `str.isdigit()` also accepts `²` (which `int()` refuses) and other scripts' digits
+    (which `int()` reads), and a number past MAX_ID makes the database raise: ids typed
+    into URLs and forms go through here instead.
+    """
+    if not isinstance(text, str) or not 0 < len(text) <= 10 or not text.isascii():
+        return None
+    if not text.isdigit():
+        return None
+    value = int(text)
+    return value if 0 < value <= MAX_ID else None
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -16,8 +16,10 @@ from flask_wtf import CSRFProtect
 from marshmallow import Schema
 from webargs.core import missing
 from webargs.flaskparser import FlaskParser, abort, is_json_request
+from werkzeug.routing import IntegerConverter, Map
 
 from . import config, jsonbody
+from .db import MAX_ID
 from .subscribers import Evidence
 
 # Public signup bodies (form and JSON) are small; anything bigger is refused unread.
@@ -115,3 +117,17 @@ class ApiBlueprint(flask_smorest.Blueprint):
     """The blueprint of every API resource: flask-smorest's, with the bounded parser."""
 
     ARGUMENTS_PARSER = BoundedJSONParser()
+
+
+class IdConverter(IntegerConverter):
+    """`<int:…>` in every route: at most 9 ASCII digits (below MAX_ID, and more rows than
+    any table here will hold), so a larger number or another script's digits is a 404
+    like any unknown row, not a database error. The bound is in the pattern, not only in
+    `max`: a value the pattern matches but `max` refuses answers 405 when the same path
+    has a route for another method."""
+
+    regex = r"[0-9]{1,9}"
+
+    def __init__(self, map: Map, fixed_digits: int = 0, min: int | None = None,  # noqa: A002
+                 max: int | None = MAX_ID, signed: bool = False) -> None:  # noqa: A002
+        super().__init__(map, fixed_digits, min, max, signed)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from sqlalchemy import func, select
+from werkzeug.routing import IntegerConverter
 
 from sendgrid_sink.signing import new_private_key
 from service import db
@@ -84,7 +85,7 @@ def route_urls(app: Flask) -> Iterator[tuple[str, str]]:
     """(method, url) of every route that takes a body, path values filled in."""
     adapter = app.url_map.bind("localhost")
     for rule in app.url_map.iter_rules():
-        values: dict[str, Any] = {name: 1 if type(conv).__name__ == "IntegerConverter" else "x"
+        values: dict[str, Any] = {name: 1 if isinstance(conv, IntegerConverter) else "x"
                                   for name, conv in rule._converters.items()}
         for method in sorted((rule.methods or set()) & {"POST", "PUT", "PATCH", "DELETE"}):
             yield method, adapter.build(rule.endpoint, values, method=method)

@@ -34,6 +34,7 @@ from ..webhooks.stats import FIGURES, campaign_stats
 from .access import actor, found_by_id, staff_required
 from .blueprint import bp
 from .charts import bar_chart
+from .params import id_arg
 
 PAGE_SIZE = 50
 _SPLIT = re.compile(r"[\s,;]+")
@@ -168,11 +169,11 @@ def _get(campaign_id: int) -> Campaign:
 @staff_required(Role.viewer)
 def campaigns() -> Any:
     session = db.session()
-    before = request.args.get("before", "")
+    before = id_arg("before")
     query = (select(Campaign).options(selectinload(Campaign.lists))
              .order_by(Campaign.id.desc()).limit(PAGE_SIZE + 1))
-    if before.isdigit():
-        query = query.where(Campaign.id < int(before))
+    if before is not None:
+        query = query.where(Campaign.id < before)
     rows = list(session.scalars(query))
     next_before = rows[PAGE_SIZE - 1].id if len(rows) > PAGE_SIZE else None
     rows = rows[:PAGE_SIZE]

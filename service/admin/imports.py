@@ -25,6 +25,7 @@ from flask import (
 from sqlalchemy import select
 
 from .. import db
+from ..db import parse_id
 from ..imports.columns import CHOICES, preview, with_header
 from ..imports.csvfile import FileError
 from ..imports.export import csv_blocks, export_rows
@@ -105,9 +106,15 @@ def import_start() -> Any:
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         errors["file"] = "Choose a CSV file."
-    if errors or mailing_list is None or upload is None:
+    # The page's script counts the columns it offers a choice for: a plain number, and
+    # never more than the fields the form sent.
+    count = form.get("columns", "0") or "0"
+    columns = 0 if count == "0" else parse_id(count)
+    if columns is None or columns > len(form):
+        errors["file"] = "Choose what each column holds again."
+    if errors or mailing_list is None or upload is None or columns is None:
         return _page(values, errors, 422)
-    choices = [form.get(f"column_{i}", "") for i in range(int(form.get("columns", "0") or 0))]
+    choices = [form.get(f"column_{i}", "") for i in range(columns)]
     raw = cast(BinaryIO, upload.stream)
     try:
         stream = with_header(raw, choices) if choices else raw

@@ -16,21 +16,21 @@ from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
-from flask import abort, render_template, request
+from flask import abort, render_template
 
 from .. import config, db
 from ..models import Role
 from . import queries
 from .access import staff_required
 from .blueprint import bp
+from .params import id_arg
 
 OUTBOX_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}\.eml$")
 OUTBOX_PAGE = 200
 
 
 def _before() -> int | None:
-    value = request.args.get("before", "")
-    return int(value) if value.isdigit() else None
+    return id_arg("before")
 
 
 @bp.get("/suppressions")

@@ -8,6 +8,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from sqlalchemy.orm import selectinload
 
 from .. import db
+from ..db import parse_id
 from ..extensions import client_ip
 from ..i18n import LOCALES
 from ..lists import all_lists
@@ -19,6 +20,7 @@ from ..subscriptions.staff_changes import update_profile as apply_profile
 from . import queries
 from .access import actor, audit, found_by_id, staff_required
 from .blueprint import bp
+from .params import id_arg
 
 
 def staff_evidence(endpoint: str) -> Evidence:
@@ -29,11 +31,6 @@ def staff_evidence(endpoint: str) -> Evidence:
         endpoint=endpoint,
         actor=actor(),
     )
-
-
-def _int_arg(name: str) -> int | None:
-    value = request.args.get(name, "")
-    return int(value) if value.isdigit() else None
 
 
 def _load(subscriber_id: int) -> Subscriber:
@@ -57,7 +54,7 @@ def subscribers() -> Any:
         status=status if status in {s.value for s in SubscriptionStatus} else "",
         state=request.args.get("state", "")[:2],
         locale=lang if lang in LOCALES else "",
-        before=_int_arg("before"),
+        before=id_arg("before"),
     )
     return render_template(
         "admin/subscribers.html",
@@ -108,12 +105,12 @@ def subscriber_edit(subscriber_id: int) -> Any:
 @staff_required(Role.editor)
 def subscriber_unsubscribe(subscriber_id: int) -> Any:
     subscriber = _load(subscriber_id)
-    list_id = request.form.get("list_id", "")
-    if not list_id.isdigit():
+    list_id = parse_id(request.form.get("list_id", ""))
+    if list_id is None:
         abort(400)
     session = db.session()
-    if unsubscribe(session, subscriber, int(list_id), staff_evidence("admin.unsubscribe")):
-        audit("subscriber.unsubscribe", "subscriber", subscriber.id, list_id=int(list_id))
+    if unsubscribe(session, subscriber, list_id, staff_evidence("admin.unsubscribe")):
+        audit("subscriber.unsubscribe", "subscriber", subscriber.id, list_id=list_id)
         session.commit()
         flash("Unsubscribed.")
     else:
@@ -140,6 +137,11 @@ def subscriber_erase(subscriber_id: int) -> Any:
     return redirect(url_for("admin.subscribers"))
 
 
+def _list_ids() -> set[int]:
+    """The list ids ticked on the form (anything else is not a list, so not chosen)."""
+    return {i for i in map(parse_id, request.form.getlist("lists")) if i is not None}
+
+
 @bp.route("/subscribers/new", methods=["GET", "POST"])
 @staff_required(Role.campaigner)
 def subscriber_new() -> Any:
@@ -148,7 +150,7 @@ def subscriber_new() -> Any:
     errors: dict[str, str] = {}
     form = request.form.to_dict()
     if request.method == "POST":
-        wanted = {int(v) for v in request.form.getlist("lists") if v.isdigit()}
+        wanted = _list_ids()
         chosen = [ml for ml in lists if ml.id in wanted]
         try:
             subscriber = add_by_hand(session, form, chosen, staff_evidence("admin.add"))
@@ -165,7 +167,7 @@ def subscriber_new() -> Any:
             return redirect(url_for("admin.subscriber_detail", subscriber_id=subscriber.id))
     return render_template(
         "admin/subscriber_new.html", lists=lists, errors=errors, form=form,
-        chosen={int(v) for v in request.form.getlist("lists") if v.isdigit()},
+        chosen=_list_ids(),
         locales=LOCALES,
     ), 422 if errors else 200
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from .. import config
 from ..config import Settings
-from ..db import insert_for, utcnow
+from ..db import MAX_ID, insert_for, parse_id, utcnow
 from ..models import (
     Campaign,
     CampaignEventStat,
@@ -83,11 +83,10 @@ class ParsedEvent:
 
 
 def _int_or_none(value: Any) -> int | None:
+    """A row id from an event (a number, or digits as text), or None if it is not one."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return value if value > 0 else None
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip()) or None
-    return None
+        return value if 0 < value <= MAX_ID else None
+    return parse_id(value.strip()) if isinstance(value, str) else None
 
 
 def parse(payload: dict[str, Any], received_at: datetime) -> ParsedEvent:

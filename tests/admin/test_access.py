@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask
 from sqlalchemy import select
-from werkzeug.routing import Rule
+from werkzeug.routing import IntegerConverter, Rule
 
 from service import db
 from service.models import ApiToken, AuditRecord, Role, User
@@ -33,7 +33,7 @@ def dummy_url(rule: Rule) -> str:
     url = rule.rule
     for name in rule.arguments:
         converter = rule._converters[name]  # noqa: SLF001 - converter type of the argument
-        value = "1" if type(converter).__name__ in {"IntegerConverter", "NumberConverter"} else "x.eml"
+        value = "1" if isinstance(converter, IntegerConverter) else "x.eml"
         url = re.sub(rf"<(?:[^>:]+:)?{name}>", value, url)
     return url
 
