@@ -35,9 +35,13 @@ class Purpose(enum.StrEnum):
     unsubscribe = "unsubscribe"
     preferences = "preferences"
     export = "export"
+    undo = "undo"  # the receipt of one unsubscribe, carried by its page's undo button
 
 
 SALTS = {purpose: f"actionlist.{purpose.value}.v1" for purpose in Purpose}
+
+# How long an unsubscribe can be undone from its page (the life of its `undo` receipt).
+UNDO_SECONDS = 30 * 60
 
 # How long a token of each purpose stays valid. Unsubscribe and preference links in mail
 # must keep working for as long as their key is in the key list (CAN-SPAM: >= 30 days),
@@ -47,6 +51,7 @@ MAX_AGE: dict[Purpose, int | None] = {
     Purpose.unsubscribe: None,
     Purpose.preferences: None,
     Purpose.export: 24 * 3600,
+    Purpose.undo: UNDO_SECONDS,
 }
 
 

@@ -119,9 +119,9 @@ def unsubscribe_post(token: str) -> Any:
     form = request.form
     token_lists = list_ids_of(payload)
     if form.get("undo"):
-        wanted = [int(v) for v in form.getlist("lists") if v.isascii() and v.isdigit()]
-        change = unsub.undo(session, subscriber, wanted or token_lists or None,
-                            evidence("unsubscribe-undo"))
+        receipt = unsub.lists_of_receipt(form.get("receipt", ""), subscriber)
+        in_scope = [i for i in receipt if not token_lists or i in token_lists]
+        change = unsub.undo(session, subscriber, in_scope, evidence("unsubscribe-undo"))
         session.commit()
         return render_template(
             "public/unsubscribe_done.html", undone=True, change=change,
@@ -140,13 +140,12 @@ def unsubscribe_post(token: str) -> Any:
     session.commit()
     if change.changed:
         metrics().unsubscribes.labels(channel).inc(len(change.changed))
-    undoable = unsub.undoable(session, subscriber.id, [ml.id for ml in change.changed] or None)
     return render_template(
         "public/unsubscribe_done.html",
         undone=False,
         change=change,
         everything=everything,
-        undo_lists=[sub.list_id for sub in undoable] if change.changed else [],
+        undo_receipt=unsub.undo_receipt(subscriber, change),
         preferences_path=_preferences_path(subscriber.id),
     )
 

@@ -10,6 +10,11 @@ subscriptions it stopped, without a new confirmation round — the person has ju
 control of the mailbox by using the link, and a mistaken click should be cheap to fix.
 A subscription that was confirmed before goes back to confirmed; one that was still
 pending goes back to pending.
+
+An undo restores only what that one unsubscribe changed: the page's undo button carries
+a signed receipt naming those lists (`Purpose.undo`, valid for the window), and a list
+comes back only while the last entry of its consent ledger is still that link's
+unsubscribe. What staff, a bounce or the person elsewhere stopped is never undone here.
 """
 
 from __future__ import annotations
@@ -22,11 +27,14 @@ from sqlalchemy.orm import Session
 
 from ..db import utcnow
 from ..lists import lists_by_ids
-from ..models import MailingList, Subscriber, Subscription, SubscriptionStatus
+from ..models import ConsentRecord, MailingList, Subscriber, Subscription, SubscriptionStatus
 from ..subscribers import Evidence, record_consent
+from ..tokens import UNDO_SECONDS, Purpose, TokenError, make_token, read_token
 
-UNDO_WINDOW = timedelta(minutes=30)
+UNDO_WINDOW = timedelta(seconds=UNDO_SECONDS)
 ACTIVE = (SubscriptionStatus.pending, SubscriptionStatus.confirmed)
+# The consent-record notes of an unsubscribe through a mailed link (page or RFC 8058).
+LINK_CHANNELS = ("link", "one-click")
 
 
 @dataclass
@@ -106,12 +114,52 @@ def undoable(session: Session, subscriber_id: int, list_ids: list[int] | None = 
     ]
 
 
+def undo_receipt(subscriber: Subscriber, change: Change) -> str | None:
+    """The signed receipt of an unsubscribe for its page's undo button (None: nothing
+    changed, so nothing to undo)."""
+    if not change.changed:
+        return None
+    return make_token(Purpose.undo, {"s": subscriber.id, "l": [ml.id for ml in change.changed]})
+
+
+def lists_of_receipt(receipt: str, subscriber: Subscriber) -> list[int]:
+    """The lists a receipt may restore: [] if it is forged, expired or someone else's."""
+    try:
+        payload = read_token(Purpose.undo, receipt)
+    except TokenError:
+        return []
+    lists = payload.get("l")
+    if payload["s"] != subscriber.id or not isinstance(lists, list):
+        return []
+    return [i for i in lists if isinstance(i, int) and not isinstance(i, bool)]
+
+
+def _stopped_by_a_link(session: Session, subscriber_id: int, list_ids: list[int]) -> set[int]:
+    """Of `list_ids`, those whose latest consent record is an unsubscribe by link."""
+    rows = session.execute(
+        select(ConsentRecord.list_id, ConsentRecord.action, ConsentRecord.note)
+        .where(ConsentRecord.subscriber_id == subscriber_id,
+               ConsentRecord.list_id.in_(list_ids))
+        .order_by(ConsentRecord.id)
+    ).all()
+    latest = {row.list_id: (row.action, row.note) for row in rows}
+    return {list_id for list_id, (action, note) in latest.items()
+            if action == "unsubscribe" and note in LINK_CHANNELS}
+
+
 def undo(
-    session: Session, subscriber: Subscriber, list_ids: list[int] | None, evidence: Evidence
+    session: Session, subscriber: Subscriber, list_ids: list[int], evidence: Evidence
 ) -> Change:
-    """Restore what an unsubscribe stopped, if still within UNDO_WINDOW. The caller commits."""
+    """Restore what an unsubscribe by link stopped on `list_ids` (from its receipt), if
+    still within UNDO_WINDOW and nothing changed those lists since. The caller commits."""
     change = Change()
-    for sub in undoable(session, subscriber.id, list_ids, lock=True):
+    if not list_ids:
+        return change
+    candidates = undoable(session, subscriber.id, list_ids, lock=True)
+    by_link = _stopped_by_a_link(session, subscriber.id, [sub.list_id for sub in candidates])
+    for sub in candidates:
+        if sub.list_id not in by_link:
+            continue
         sub.status = (
             SubscriptionStatus.confirmed
             if sub.confirmed_at is not None

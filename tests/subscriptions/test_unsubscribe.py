@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -87,10 +88,12 @@ def test_undo_within_window_restores_without_confirmation(app, client, both, sin
     url = path_of(unsubscribe_url(both.id, list_ids("newsletter")))
     page = client.post(url).get_data(as_text=True)
     assert 'name="undo"' in page
-    odd = client.post(url, data={"undo": "1", "lists": ["²", "-1", "x"]})
-    assert odd.status_code == 200  # junk list ids fall back to the token's lists
-    client.post(url)
-    undone = client.post(url, data={"undo": "1", "lists": list_ids("newsletter")})
+    receipt = re.search(r'name="receipt" value="([^"]+)"', page).group(1)
+    for odd in ({"lists": ["²", "-1", "x"]}, {"receipt": "x"}, {"receipt": receipt + "x"}):
+        answer = client.post(url, data={"undo": "1", **odd})
+        assert answer.status_code == 200 and "too late" in answer.get_data(as_text=True)
+    client.post(url)  # a repeat changes nothing, and the first page's undo still works
+    undone = client.post(url, data={"undo": "1", "receipt": receipt})
     assert undone.status_code == 200 and "Welcome back" in undone.get_data(as_text=True)
     assert statuses(both.id) == {"action-alerts": "confirmed", "newsletter": "confirmed"}
     assert actions(both.id)[-1] == ("resubscribe", "undo")
@@ -99,12 +102,13 @@ def test_undo_within_window_restores_without_confirmation(app, client, both, sin
 
 def test_undo_after_window_changes_nothing(app, client, both):
     url = path_of(unsubscribe_url(both.id, list_ids("newsletter")))
-    client.post(url)
+    page = client.post(url).get_data(as_text=True)
+    receipt = re.search(r'name="receipt" value="([^"]+)"', page).group(1)
     session = db.session()
     session.execute(update(Subscription).where(Subscription.subscriber_id == both.id)
                     .values(unsubscribed_at=utcnow() - timedelta(minutes=31)))
     session.commit()
-    late = client.post(url, data={"undo": "1", "lists": list_ids("newsletter")})
+    late = client.post(url, data={"undo": "1", "receipt": receipt})
     assert late.status_code == 200 and "too late" in late.get_data(as_text=True)
     assert statuses(both.id)["newsletter"] == "unsubscribed"
 
