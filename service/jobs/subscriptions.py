@@ -48,15 +48,13 @@ def send_confirmation(subscriber_id: int, list_ids: list[int], mail_id: int | No
 
 
 def _mail_to(subscriber: Subscriber, template: str, **context: Any) -> OutgoingMail:
-    """The transactional mail `template`, addressed to the subscriber in their language."""
-    return transactional(
-        template,
-        subscriber.locale,
-        subscriber.email,
-        subscriber.first_name,
-        first_name=subscriber.first_name,
-        **context,
-    )
+    """The transactional mail `template`, addressed to the subscriber in their language.
+
+    No name, in the greeting or in `To:`: anyone can have a confirmation or a preferences
+    link sent to any address, and a pending subscriber's name is whatever a stranger typed
+    into the signup form.
+    """
+    return transactional(template, subscriber.locale, subscriber.email, **context)
 
 
 def _send_and_record(

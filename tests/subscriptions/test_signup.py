@@ -46,7 +46,7 @@ def test_form_signup_confirm_end_to_end(app, client, run_jobs, sink, api_token):
     [mail] = sink.messages()
     assert mail["to"][0]["email"] == "Ana.Perez@example.org"
     assert mail["subject"] == "Confirma tu suscripción, por favor"
-    assert "Alertas de acción" in mail["html"] and "Hola, Ana:" in mail["text"]
+    assert "Alertas de acción" in mail["html"] and "Hola:" in mail["text"]
     link = confirm_link(mail)
 
     page = client.get(link)
@@ -281,3 +281,28 @@ def test_a_public_signup_never_changes_an_existing_profile(client, status, route
             stored.locale) == ("", "", "", "", "en")
     # The signup itself still counts: the new list waits for the person's confirmation.
     assert subscriptions_of("quiet@example.org")["action-alerts"] == "pending"
+
+
+PHISH = "Your account is locked, call +1 555 0100 now"
+
+
+@pytest.mark.parametrize("route", ["form", "json"])
+def test_mails_a_stranger_can_trigger_carry_no_typed_name(client, run_jobs, sink, route):
+    """Anyone can have a confirmation mail sent to any address (and then a preferences
+    link): the name they typed must not ride along, in the greeting or in `To:`."""
+    body = {"email": "target@example.org", "first_name": PHISH, "last_name": PHISH}
+    if route == "form":
+        assert client.post("/subscribe", data={**body, "lists": "newsletter"}).status_code == 303
+    else:
+        answer = client.post("/api/v1/subscriptions", json={**body, "lists": ["newsletter"]})
+        assert answer.status_code == 202
+    assert client.post("/preferences", data={"email": "target@example.org"}).status_code == 200
+    run_jobs()
+    mails = sink.messages()
+    assert len(mails) == 2
+    for mail in mails:
+        assert [(to["email"], to.get("name")) for to in mail["to"]] == [
+            ("target@example.org", None)], mail["to"]
+        for part in (mail["subject"], mail["text"], mail["html"]):
+            assert "555" not in part and "locked" not in part
+        assert "Hello," in mail["text"]
