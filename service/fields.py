@@ -20,6 +20,11 @@ POSTAL_MAX = 10
 # name that carries them was not typed by a person and could split a mail header or a
 # CSV export line.
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Unicode's Bidi_Control characters (ALM, LRM, RLM, the embeddings and overrides, the
+# isolates) are refused too: they make a name read backwards or hide what follows
+# (`Eve\u202egro.live` shows as "Eveevil.org") in pages, mails and exports. Right-to-left
+# scripts need none of them.
+BIDI_CONTROL = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 class Refusal(enum.StrEnum):
@@ -27,6 +32,7 @@ class Refusal(enum.StrEnum):
 
     not_text = "not_text"
     control = "control"
+    bidi = "bidi"
     too_long = "too_long"
     not_locale = "not_locale"
 
@@ -47,6 +53,8 @@ def _message(refusal: Refusal, limit: int) -> str:
         return "Must be text."
     if refusal is Refusal.control:
         return "Must not contain line breaks or control characters."
+    if refusal is Refusal.bidi:
+        return "Must not contain characters that change the direction of text."
     if refusal is Refusal.too_long:
         return f"At most {limit} characters."
     return f"Must be one of: {', '.join(LOCALES)}."
@@ -55,9 +63,9 @@ def _message(refusal: Refusal, limit: int) -> str:
 def clean_text(value: object, field: str, max_len: int) -> str:
     """`value` with its whitespace collapsed; "" for nothing given.
 
-    Raises FieldError for a value that is not text, holds a control character, or is
-    longer than `max_len` once cleaned. Plain printable ASCII (most of a large import)
-    skips the control-character search.
+    Raises FieldError for a value that is not text, holds a control character or a
+    bidi control, or is longer than `max_len` once cleaned. Plain printable ASCII (most
+    of a large import) skips both searches.
     """
     if not isinstance(value, str):
         if value is None:
@@ -65,8 +73,11 @@ def clean_text(value: object, field: str, max_len: int) -> str:
         raise FieldError(field, Refusal.not_text)
     if not value:
         return ""
-    if not (value.isascii() and value.isprintable()) and CONTROL.search(value):
-        raise FieldError(field, Refusal.control)
+    if not (value.isascii() and value.isprintable()):
+        if CONTROL.search(value):
+            raise FieldError(field, Refusal.control)
+        if BIDI_CONTROL.search(value):
+            raise FieldError(field, Refusal.bidi)
     cleaned = " ".join(value.split())
     if len(cleaned) > max_len:
         raise FieldError(field, Refusal.too_long, max_len)

@@ -284,6 +284,8 @@ def _reason(error: FieldError) -> str:
     """The import report's words for a refused cell (`error.field` names the column)."""
     if error.refusal is Refusal.control:
         return f"{error.field} contains a line break or a control character"
+    if error.refusal is Refusal.bidi:
+        return f"{error.field} contains a character that changes the direction of text"
     if error.refusal is Refusal.too_long:
         return f"{error.field} is longer than {error.limit} characters"
     return f"{error.field}: {error.message}"
