@@ -26,9 +26,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         api,
         babel,
         cors,
+        csp_nonce,
         csrf,
         limiter,
         login_manager,
+        security_headers,
     )
     from .mail.transport import transport_for
     from .observability import Metrics, configure_logging
@@ -104,7 +106,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     api.init_app(app)
     signature.init_app(app)
 
-    app.jinja_env.globals.update(settings=settings)
+    app.jinja_env.globals.update(settings=settings, csp_nonce=csp_nonce)
+    app.after_request(security_headers)
     _register_blueprints(app)
     _register_cli(app)
     _recover_when_embedded(app, settings)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 import flask_smorest
-from flask import jsonify, request
+from flask import Response, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from flask_babel import Babel
 from flask_cors import CORS
@@ -131,3 +134,59 @@ class IdConverter(IntegerConverter):
     def __init__(self, map: Map, fixed_digits: int = 0, min: int | None = None,  # noqa: A002
                  max: int | None = MAX_ID, signed: bool = False) -> None:  # noqa: A002
         super().__init__(map, fixed_digits, min, max, signed)
+
+
+# --- what a page may run and who may frame it -----------------------------------------
+
+# Kept in the request's WSGI environ, which lives exactly as long as the request (`g`
+# belongs to the app context, which tests keep across requests).
+_NONCE = "actionlist.csp_nonce"
+_FRAME_ANCESTORS = "actionlist.frame_ancestors"
+
+
+def csp_nonce() -> str:
+    """The nonce of this response's inline scripts (`<script nonce="{{ csp_nonce() }}">`):
+    new for every request, so an injected script cannot guess it."""
+    nonce: str | None = request.environ.get(_NONCE)
+    if nonce is None:
+        nonce = request.environ[_NONCE] = secrets.token_urlsafe(16)
+    return nonce
+
+
+def allow_framing_by(origins: Iterable[str]) -> None:
+    """Let `origins` (besides the service itself) frame this request's page: the hosted
+    signup form on the organisation's sites."""
+    request.environ[_FRAME_ANCESTORS] = tuple(origins)
+
+
+def security_headers(response: Response) -> Response:
+    """Content-Security-Policy and X-Frame-Options on every answer.
+
+    Scripts: the service's own files and inline blocks carrying this response's nonce, so
+    an injected `<script>` or event handler does not run. Styles may be inline: the admin
+    previews mails (inline CSS by design) in `srcdoc` frames, which inherit this policy.
+    Images may come from any https host for the same reason. Framing: the service's own
+    pages only (clickjacking on the admin and the self-service buttons), except where a
+    view called `allow_framing_by` — there `frame-ancestors` alone decides, since
+    X-Frame-Options cannot name several origins.
+    """
+    public = urlsplit(config.settings().public_url)
+    public_origin = f"{public.scheme}://{public.netloc}" if public.netloc else ""
+    extra: tuple[str, ...] | None = request.environ.get(_FRAME_ANCESTORS)
+    if extra is None:
+        response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+    ancestors = " ".join(["'self'", *(extra or ())])
+    policy = [
+        "default-src 'self'",
+        f"script-src 'self' 'nonce-{csp_nonce()}'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data: https:",
+        " ".join(["frame-src 'self'", public_origin]).strip(),
+        "object-src 'none'",
+        "base-uri 'none'",
+        f"frame-ancestors {ancestors}",
+    ]
+    response.headers.setdefault("Content-Security-Policy", "; ".join(policy))
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response

@@ -7,7 +7,6 @@ from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
-    Response,
     redirect,
     render_template,
     request,
@@ -15,7 +14,14 @@ from flask import (
 )
 
 from .. import config, db
-from ..extensions import SIGNUP_BODY_LIMIT, csrf, evidence, limiter, signup_limit
+from ..extensions import (
+    SIGNUP_BODY_LIMIT,
+    allow_framing_by,
+    csrf,
+    evidence,
+    limiter,
+    signup_limit,
+)
 from ..i18n import LOCALES, use_locale
 from ..lists import public_lists
 from ..models import Subscriber
@@ -161,8 +167,13 @@ def confirm_post(token: str) -> Any:
     return render_template("public/confirmed.html", result=result)
 
 
-@bp.after_request
-def _frameable(response: Response) -> Response:
-    # The hosted form is meant to be embedded in the organisation's pages.
-    response.headers.pop("X-Frame-Options", None)
-    return response
+# The hosted form (and the thank-you page it leads to) is meant to be embedded in the
+# organisation's pages; everything else here (the confirmation) is framed by no one.
+EMBEDDABLE = {"subscriptions.subscribe_form", "subscriptions.subscribe_post",
+              "subscriptions.thanks"}
+
+
+@bp.before_request
+def _embeddable() -> None:
+    if request.endpoint in EMBEDDABLE:
+        allow_framing_by(config.settings().form_allowed_origins)

@@ -68,7 +68,7 @@ class PartnerHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def servers(make_app) -> Iterator[object]:  # type: ignore[no-untyped-def]
-    app = make_app(public_url=APP)
+    app = make_app(public_url=APP, form_allowed_origins=(PARTNER,))
     app_server = make_server("127.0.0.1", APP_PORT, app, threaded=True)
     partner = ThreadingHTTPServer(("127.0.0.1", PARTNER_PORT), PartnerHandler)
     threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (app_server, partner)]
@@ -89,7 +89,8 @@ def test_embedded_form_on_another_origin_signs_up_and_confirms(servers, sink):
     with chromium() as browser:
         page = browser.new_page(locale="en-US")
         page.goto(f"{PARTNER}/")
-        # The hosted form renders inside the partner's iframe (no frame-blocking header).
+        # The hosted form renders inside the partner's iframe: the partner's origin is
+        # in FORM_ALLOWED_ORIGINS, so the form's frame-ancestors lets it in.
         hosted = page.frame_locator("iframe[title='hosted form']")
         assert hosted.locator("h1").inner_text() == "Suscríbete"
         page.screenshot(path=str(ARTIFACTS / "embed-partner-page.png"), full_page=True)
@@ -125,6 +126,21 @@ def test_embedded_form_on_another_origin_signs_up_and_confirms(servers, sink):
         assert subscriber.first_name == "Rosa" and subscriber.state == "AL"
         sources = [c.source for c in subscriber.consent_records]
         assert "partner-page" in sources[0]
+
+
+def test_a_site_not_allowed_cannot_frame_the_form(servers):
+    """The same partner page from another origin (127.0.0.1 is not localhost): Chromium
+    refuses to frame the hosted form, and says which directive refused it."""
+    with chromium() as browser:
+        page = browser.new_page()
+        refusals: list[str] = []
+        page.on("console", lambda message: refusals.append(message.text)
+                if "frame-ancestors" in message.text else None)
+        page.goto(f"http://127.0.0.1:{PARTNER_PORT}/")
+        page.wait_for_timeout(1000)
+        assert refusals, "the hosted form was framed by an origin not allowed"
+        frame = next(f for f in page.frames if f != page.main_frame)
+        assert "Suscríbete" not in frame.content()
 
 
 def _statuses(email_key: str) -> dict[str, str]:
