@@ -7,13 +7,17 @@ Redis backend; with `CI=true` both are required.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.serving import make_server
 
 from service import PROJECT_ROOT
 
@@ -42,3 +46,18 @@ def run_cli(app: Flask, *args: str) -> Any:
     """Run a `flask` command of the app (exceptions propagate) and return its result."""
     result = app.test_cli_runner().invoke(args=list(args), catch_exceptions=False)
     return result
+
+
+@contextlib.contextmanager
+def serving(app: Flask, port: int) -> Iterator[str]:
+    """`app` served on 127.0.0.1:`port` by a threaded WSGI server, for browsers, workers
+    and the sink to reach; its URL."""
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()

@@ -4,19 +4,17 @@ previews still render, and axe-core finds no accessibility violation."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 from flask import Flask
-from werkzeug.serving import make_server
 
 from service import db
 from service.models import Role, SubscriptionStatus
 from tests.admin.signin import log_in_page
-from tests.browser import chromium, needs_chromium
+from tests.browser import assert_accessible, chromium, needs_chromium
 from tests.factories import campaign, subscriber, user
+from tests.support import serving
 
 PORT = 18533
 BASE = f"http://127.0.0.1:{PORT}"
@@ -39,22 +37,8 @@ def live(make_app: Callable[..., Flask]) -> Iterator[int]:
                          lists=["newsletter"])
         draft_id = draft.id
         db.database().scoped.remove()
-    server = make_server("127.0.0.1", PORT, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(app, PORT):
         yield draft_id
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
-
-
-def accessible(page: Any, name: str) -> None:
-    from axe_playwright_python.sync_playwright import Axe
-
-    results = Axe().run(page)
-    assert results.violations_count == 0, f"{name}:\n{results.generate_snapshot()}"
 
 
 def test_pages_work_under_their_policy(live: int) -> None:
@@ -69,14 +53,14 @@ def test_pages_work_under_their_policy(live: int) -> None:
 
         for path in ("/subscribe?lists=newsletter", "/preferences"):
             page.goto(BASE + path)
-            accessible(page, path)
+            assert_accessible(page, path)
         page.goto(f"{BASE}/admin/login")
         log_in_page(page, "admin@example.org")
         expect(page.locator("h1")).to_be_visible()
         for path in ("/admin/", "/admin/imports", "/admin/lists/embed?lists=newsletter",
                      f"/admin/campaigns/{live}"):
             page.goto(BASE + path)
-            accessible(page, path)
+            assert_accessible(page, path)
         # The campaign page's mail preview frame renders the mail, styles included.
         mail = page.frame_locator("#mail")
         expect(mail.locator("h1")).to_have_text("Rally")
@@ -84,5 +68,5 @@ def test_pages_work_under_their_policy(live: int) -> None:
         page.goto(f"{BASE}/admin/campaigns/{live}/edit")
         page.fill("#body", "# Changed\n\nTuesday.")
         expect(page.frame_locator("#preview").locator("h1")).to_have_text("Changed")
-        accessible(page, "campaign editor")
+        assert_accessible(page, "campaign editor")
     assert refusals == []

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from flask import Flask
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from service import db
 from service.models import Role, Subscriber, SubscriptionStatus
 from tests.browser import ARTIFACTS, chromium, needs_chromium
 from tests.factories import subscriber, user
+from tests.support import serving
 
 from .signin import log_in_page
 
@@ -40,15 +39,8 @@ def live_app(make_app: Callable[..., Flask], tmp_path: Path) -> Iterator[str]:
             subscriber(f"member{i}@example.org", first_name=f"Member{i}",
                        lists={"action-alerts": SubscriptionStatus.confirmed})
         db.database().scoped.remove()
-    server = make_server("127.0.0.1", PORT, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(app, PORT):
         yield f"http://127.0.0.1:{PORT}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
 
 
 def test_staff_workflow_in_chromium(live_app: str) -> None:

@@ -12,7 +12,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,7 +20,6 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from werkzeug.serving import make_server
 
 from sendgrid_sink import SinkServer
 from service import db
@@ -29,7 +27,7 @@ from service.models import Role
 from service.webhooks.stats import campaign_stats
 from tests.browser import ARTIFACTS, chromium, needs_chromium
 from tests.factories import subscribers, user
-from tests.support import TEST_SECRET_KEY, start_worker
+from tests.support import TEST_SECRET_KEY, serving, start_worker
 
 from .signin import log_in_page
 
@@ -100,15 +98,8 @@ def live(make_app: Callable[..., Flask], tmp_path: Path) -> Iterator[Live]:
            "MAIL_FROM": conf.mail_from, "CAMPAIGN_BATCH_SIZE": "5"}
     log = tmp_path / "worker.log"
     worker = start_worker(env, log)
-    server = make_server("127.0.0.1", PORT, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(app, PORT):
         yield Live(url, app, sink, log)
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
         _stop_worker(worker)
         sink.stop()
 

@@ -3,20 +3,18 @@ save the recovery codes, then sign in with a code; axe-core finds no violation o
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pyotp
 import pytest
 from flask import Flask
-from werkzeug.serving import make_server
 
 from service import db
 from service.models import Role
-from tests.browser import ARTIFACTS, chromium, needs_chromium
+from tests.browser import ARTIFACTS, assert_accessible, chromium, needs_chromium
 from tests.factories import PASSWORD, user
+from tests.support import serving
 
 from .signin import log_in_page
 
@@ -35,22 +33,8 @@ def live_app(make_app: Callable[..., Flask], tmp_path: Path) -> Iterator[str]:
     with app.app_context():
         user("admin@example.org", Role.admin)
         db.database().scoped.remove()
-    server = make_server("127.0.0.1", PORT, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(app, PORT):
         yield f"http://127.0.0.1:{PORT}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
-
-
-def assert_accessible(page: Any, name: str) -> None:
-    from axe_playwright_python.sync_playwright import Axe
-
-    results = Axe().run(page)
-    assert results.violations_count == 0, f"{name}:\n{results.generate_snapshot()}"
 
 
 def test_enrolment_and_sign_in_with_a_code(live_app: str) -> None:

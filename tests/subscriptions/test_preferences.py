@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import re
 import shutil
-import threading
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
-from werkzeug.serving import make_server
 
 from service import db
 from service.db import utcnow
@@ -18,6 +16,7 @@ from service.tokens import preferences_url
 from tests.browser import ARTIFACTS, CHROMIUM, chromium, needs_chromium
 from tests.factories import signed_up
 from tests.queries import actions, statuses
+from tests.support import serving
 
 from .links import path_of
 
@@ -115,26 +114,18 @@ def test_spanish_preference_page_in_chromium(make_app, backend, sink):
         url = path_of(preferences_url(ana.id))
         ana_id = ana.id
 
-    server = make_server("127.0.0.1", BROWSER_PORT, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        with chromium() as browser:
-            page = browser.new_page(locale="en-US")
-            page.goto(f"http://127.0.0.1:{BROWSER_PORT}{url}")
-            assert page.locator("h1").inner_text() == "Tus preferencias"
-            assert page.locator("html").get_attribute("lang") == "es"
-            page.get_by_label("Boletín mensual").check()
-            page.get_by_label("Nombre", exact=True).fill("Ana Lucía")
-            page.get_by_role("button", name="Guardar mis preferencias").click()
-            page.wait_for_url("**saved=1")
-            assert page.get_by_role("status").inner_text() == (
-                "Tus preferencias se han guardado.")
-            page.screenshot(path=str(ARTIFACTS / "preferences-es.png"), full_page=True)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(app, BROWSER_PORT), chromium() as browser:
+        page = browser.new_page(locale="en-US")
+        page.goto(f"http://127.0.0.1:{BROWSER_PORT}{url}")
+        assert page.locator("h1").inner_text() == "Tus preferencias"
+        assert page.locator("html").get_attribute("lang") == "es"
+        page.get_by_label("Boletín mensual").check()
+        page.get_by_label("Nombre", exact=True).fill("Ana Lucía")
+        page.get_by_role("button", name="Guardar mis preferencias").click()
+        page.wait_for_url("**saved=1")
+        assert page.get_by_role("status").inner_text() == (
+            "Tus preferencias se han guardado.")
+        page.screenshot(path=str(ARTIFACTS / "preferences-es.png"), full_page=True)
     with app.app_context():
         assert statuses(ana_id) == {"action-alerts": "confirmed", "newsletter": "confirmed"}
         assert db.session().get(Subscriber, ana_id).first_name == "Ana Lucía"

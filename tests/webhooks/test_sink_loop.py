@@ -5,36 +5,21 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 from flask import Flask
 from sqlalchemy import func, select
-from werkzeug.serving import make_server
 
 from service import db
 from service.mail.base import OutgoingMail, Personalization
 from service.models import Delivery, Subscriber, SubscriberStatus, WebhookEvent
 from service.subscribers import is_suppressed
 from service.webhooks.stats import campaign_stats
+from tests.support import serving
 
 LIVE_PORT = 18310
-
-
-@contextmanager
-def serving(app: Flask) -> Iterator[None]:
-    server = make_server("127.0.0.1", LIVE_PORT, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 def test_live_server_takes_signed_batches(make_app, signer, sent_campaign):
@@ -42,7 +27,7 @@ def test_live_server_takes_signed_batches(make_app, signer, sent_campaign):
     from .events import event, json_body
 
     app = make_app(sendgrid_webhook_public_key=signer.public_key_b64)
-    with app.app_context(), serving(app):
+    with app.app_context(), serving(app, LIVE_PORT):
         sent = sent_campaign(2)
         body = json_body([event("delivered", sent, 0), event("open", sent, 0),
                           event("delivered", sent, 1)])
@@ -77,7 +62,7 @@ def live_loop(make_app) -> Iterator[tuple]:
     try:
         app = make_app(sendgrid_webhook_public_key=sink.public_key_b64,
                        sendgrid_api_host=sink.url)
-        with app.app_context(), serving(app):
+        with app.app_context(), serving(app, LIVE_PORT):
             yield app, sink
     finally:
         sink.stop()
