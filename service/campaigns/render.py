@@ -97,11 +97,6 @@ class ContentError(ValueError):
     """Staff content that cannot be rendered (Jinja syntax errors and the like)."""
 
 
-def check_template(source: str) -> None:
-    """Raise ContentError if `source` is not a valid template (used for 422 answers)."""
-    fill_template(source)  # a trial render: every error and limit surfaces here
-
-
 def template_errors(sources: Mapping[str, str]) -> dict[str, str]:
     """{name: message} for each of `sources` that cannot render (one trial render)."""
     results = _render_bounded(list(sources.values()))
