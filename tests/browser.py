@@ -27,6 +27,14 @@ NOT_INSTALLED = "Debian Chromium is not installed (apt-get install chromium)"
 
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists() and not CI, reason=NOT_INSTALLED)
 
+# The marks of a module of browser tests: marked `browser`, skipped without Chromium
+# (outside CI), and run on SQLite only (the page is the same on every backend).
+BROWSER_MODULE = [
+    pytest.mark.browser,
+    needs_chromium,
+    pytest.mark.parametrize("backend", ["sqlite"], indirect=True),
+]
+
 
 @contextlib.contextmanager
 def chromium() -> Iterator[Browser]:

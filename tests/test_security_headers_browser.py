@@ -12,18 +12,14 @@ from flask import Flask
 from service import db
 from service.models import Role, SubscriptionStatus
 from tests.admin.signin import log_in_page
-from tests.browser import assert_accessible, chromium, needs_chromium
+from tests.browser import BROWSER_MODULE, assert_accessible, chromium
 from tests.factories import campaign, subscriber, user
 from tests.support import serving
 
 PORT = 18533
 BASE = f"http://127.0.0.1:{PORT}"
 
-pytestmark = [
-    pytest.mark.browser,
-    needs_chromium,
-    pytest.mark.parametrize("backend", ["sqlite"], indirect=True),
-]
+pytestmark = BROWSER_MODULE
 
 
 @pytest.fixture

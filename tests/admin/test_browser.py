@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from service import db
 from service.models import Role, Subscriber, SubscriptionStatus
-from tests.browser import ARTIFACTS, chromium, needs_chromium
+from tests.browser import ARTIFACTS, BROWSER_MODULE, chromium
 from tests.factories import subscriber, user
 from tests.support import serving
 
@@ -19,11 +19,7 @@ from .signin import log_in_page
 
 PORT = 18511
 
-pytestmark = [
-    pytest.mark.browser,
-    needs_chromium,
-    pytest.mark.parametrize("backend", ["sqlite"], indirect=True),
-]
+pytestmark = BROWSER_MODULE
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from flask import Flask
 
 from service import db
 from service.models import Role
-from tests.browser import ARTIFACTS, assert_accessible, chromium, needs_chromium
+from tests.browser import ARTIFACTS, BROWSER_MODULE, assert_accessible, chromium
 from tests.factories import PASSWORD, user
 from tests.support import serving
 
@@ -20,11 +20,7 @@ from .signin import log_in_page
 
 PORT = 18531
 
-pytestmark = [
-    pytest.mark.browser,
-    needs_chromium,
-    pytest.mark.parametrize("backend", ["sqlite"], indirect=True),
-]
+pytestmark = BROWSER_MODULE
 
 
 @pytest.fixture

@@ -19,18 +19,14 @@ from werkzeug.serving import make_server
 
 from service import db
 from service.models import Subscriber
-from tests.browser import ARTIFACTS, chromium, needs_chromium
+from tests.browser import ARTIFACTS, BROWSER_MODULE, chromium
 
 APP_PORT = 18130
 PARTNER_PORT = 18131
 APP = f"http://127.0.0.1:{APP_PORT}"
 PARTNER = f"http://localhost:{PARTNER_PORT}"  # another host and port: another origin
 
-pytestmark = [
-    pytest.mark.browser,
-    needs_chromium,
-    pytest.mark.parametrize("backend", ["sqlite"], indirect=True),
-]
+pytestmark = BROWSER_MODULE
 
 PARTNER_PAGE = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Partner campaign page</title></head>
