@@ -125,6 +125,10 @@ class Subscriber(Base):
     last_name: Mapped[str] = mapped_column(String(100), default="")
     postal_code: Mapped[str] = mapped_column(String(10), default="")
     state: Mapped[str] = mapped_column(String(2), default="", index=True)
+    # County name as the ZIP dataset spells it ("Kings County"), with `state` it names one
+    # county; IANA time zone of the postal code ("" when unknown). Migration 1100.
+    county: Mapped[str] = mapped_column(String(100), default="", server_default="", index=True)
+    timezone: Mapped[str] = mapped_column(String(64), default="", server_default="")
     locale: Mapped[str] = mapped_column(String(5), default="en")
     status: Mapped[SubscriberStatus] = mapped_column(default=SubscriberStatus.active)
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -140,6 +144,22 @@ class Subscriber(Base):
         passive_deletes=True,
         order_by="ConsentRecord.id",
     )
+    tag_rows: Mapped[list[SubscriberTag]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="SubscriberTag.tag"
+    )
+
+
+class SubscriberTag(Base):
+    """One tag on one subscriber ("volunteer"). A row per tag, not a JSON list, so that a
+    segment's `tags_any` / `tags_none` is an indexed semi-join on both databases."""
+
+    __tablename__ = "subscriber_tags"
+    __table_args__ = (Index("ix_subscriber_tags_tag", "tag", "subscriber_id"),)
+
+    subscriber_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
 # Case-insensitive name prefix search (migration 0500).
