@@ -16,7 +16,11 @@ class ListOut(Schema):
     slug = fields.String()
     name = fields.String()
     name_es = fields.String()
+    description = fields.String()
+    description_es = fields.String()
     public = fields.Boolean()
+    # {"en": {"subject", "body"}, "es": {...}}
+    welcome = fields.Dict(keys=fields.String(), values=fields.Dict())
     subscriber_counts = fields.Nested(CountsOut)
 
 
