@@ -5,9 +5,8 @@ from __future__ import annotations
 import io
 import re
 
-from sqlalchemy import delete, func, select
-
 import pytest
+from sqlalchemy import delete, func, select
 
 from service import db
 from service.jobs import welcome as welcome_jobs
