@@ -49,7 +49,7 @@ def personal_copy(session: Session, token: str) -> str | None:
         "postal_code": subscriber.postal_code,
         "unsubscribe_url": unsubscribe_url(subscriber.id, list_ids, campaign.id, conf),
         "preferences_url": preferences_url(subscriber.id, conf),
-        "view_token": view_token(campaign.id, subscriber.id, conf).split(".", 1)[1],
+        "view": view_token(campaign.id, subscriber.id, conf).split(".", 1)[1],
     })
     html = variant.html
     for key, value in subs.items():

@@ -36,7 +36,7 @@ ACTIONS = ("send", "pause", "resume", "cancel")
 SAMPLE_PERSON = {
     "first_name": "Ana", "last_name": "García", "email": "ana@example.org",
     "state": "CA", "postal_code": "94110", "unsubscribe_url": "#unsubscribe",
-    "preferences_url": "#preferences", "view_token": "",
+    "preferences_url": "#preferences", "view": "",
 }
 
 

@@ -53,9 +53,9 @@ from ..models import Campaign, ContentFormat
 # Variables staff may use in subject and body; each comes from the subscriber's row.
 PERSON_VARIABLES = ("first_name", "last_name", "email", "state", "postal_code")
 # Links only the layout uses; every recipient has their own.
-# (`view_token` is the recipient's part of their "view in browser" link, see
+# (`view` is the recipient's part of their "view in browser" link, see
 # tokens.view_token: the layout holds the campaign's part.)
-LINK_VARIABLES = ("unsubscribe_url", "preferences_url", "view_token")
+LINK_VARIABLES = ("unsubscribe_url", "preferences_url", "view")
 ALL_VARIABLES = PERSON_VARIABLES + LINK_VARIABLES
 
 # Limits of one render of staff sources (a subject and a body together).
@@ -283,7 +283,7 @@ def render_variant(
 ) -> RenderedVariant:
     """The campaign's mail in `locale` with placeholders for the person and their links.
 
-    A stored campaign (an id) carries a "view in browser" link (`view_token`); `layout`
+    A stored campaign (an id) carries a "view in browser" link (`view`); `layout`
     names another mail layout than the campaign kind's (a list's welcome)."""
     settings = settings or config.settings()
     subject_src, body_src = _content_for(campaign, locale)
@@ -313,7 +313,7 @@ def render_variant(
             body=Markup(body_html),  # noqa: S704 - staff content, rendered in the sandbox
             unsubscribe_url=placeholder("unsubscribe_url", html=link_html),
             preferences_url=placeholder("preferences_url", html=link_html),
-            view_url=view + placeholder("view_token", html=link_html) if view else "",
+            view_url=view + placeholder("view", html=link_html) if view else "",
             **context,
         )
         text = render_template(
@@ -321,7 +321,7 @@ def render_variant(
             body=body_text,
             unsubscribe_url=placeholder("unsubscribe_url"),
             preferences_url=placeholder("preferences_url"),
-            view_url=view + placeholder("view_token") if view else "",
+            view_url=view + placeholder("view") if view else "",
             **context,
         )
     html = inline_css(html)
