@@ -13,6 +13,7 @@ archive of the campaigns staff chose to publish (`Campaign.archive`), with its A
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -28,9 +29,19 @@ from .render import cached_variant, public_copy, variant_locale
 ARCHIVE_PAGE = 50  # campaigns listed on /archive and in the feed, newest first
 
 
-def personal_copy(session: Session, token: str) -> str | None:
-    """The HTML of the recipient's own copy the view token names, or None (no such
-    recipient any more, or the campaign is gone). TokenError for a bad token."""
+@dataclass(frozen=True)
+class PersonalCopy:
+    locale: str
+    subject: str  # text
+    body_html: str  # the inside of the mail's <body> (its styles are inline)
+
+
+_BODY = re.compile(r"<body[^>]*>(.*)</body>", re.S | re.I)
+
+
+def personal_copy(session: Session, token: str) -> PersonalCopy | None:
+    """The recipient's own copy the view token names, or None (no such recipient any
+    more, or the campaign is gone). TokenError for a bad token."""
     campaign_id, subscriber_id = read_view_token(token)
     campaign = session.get(Campaign, campaign_id)
     if campaign is None or subscriber_id == 0:
@@ -51,10 +62,12 @@ def personal_copy(session: Session, token: str) -> str | None:
         "preferences_url": preferences_url(subscriber.id, conf),
         "view": view_token(campaign.id, subscriber.id, conf).split(".", 1)[1],
     })
-    html = variant.html
+    html, subject = variant.html, variant.subject
     for key, value in subs.items():
         html = html.replace(key, value)
-    return html
+        subject = subject.replace(key, value)
+    body = _BODY.search(html)
+    return PersonalCopy(variant.locale, subject, body.group(1) if body else html)
 
 
 def archived(session: Session, campaign_id: int) -> Campaign | None:
@@ -131,5 +144,5 @@ def atom_feed(campaigns: list[Campaign], locale: str, title: str) -> bytes:
     return bytes(feed.atom_str(pretty=True))
 
 
-__all__ = ["ArchiveEntry", "TokenError", "archive_entry", "archived",
+__all__ = ["ArchiveEntry", "PersonalCopy", "TokenError", "archive_entry", "archived",
            "archived_campaigns", "atom_feed", "personal_copy", "sent_at"]

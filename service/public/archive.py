@@ -11,7 +11,7 @@ from flask_babel import gettext
 from .. import config, db
 from ..campaigns import copies
 from ..campaigns.render import ContentError
-from ..i18n import current_locale
+from ..i18n import LOCALES, current_locale, use_locale
 from ..tokens import TokenError
 
 bp = Blueprint("archive", __name__)
@@ -29,20 +29,28 @@ def _not_found(status: int = 404) -> tuple[str, int]:
 def view(token: str) -> Any:
     """One recipient's own copy of a campaign mail, with their name and links."""
     try:
-        html = copies.personal_copy(db.session(), token)
+        copy = copies.personal_copy(db.session(), token)
     except (TokenError, ContentError):
-        html = None
-    if html is None:
+        copy = None
+    if copy is None:
         # A bad, tampered or foreign token and a copy that is no more look the same.
+        use_locale(_visitor_locale())
         response = Response(*_not_found())
     else:
-        response = Response(html, 200, mimetype="text/html")
+        use_locale(copy.locale)
+        response = Response(render_template("public/view.html", copy=copy))
     # The page holds the person's own links: never kept by a shared cache, never indexed,
     # and the token is not handed on to the sites the mail links to.
     response.headers["Cache-Control"] = "private, no-store"
     response.headers["X-Robots-Tag"] = "noindex"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
+
+
+def _visitor_locale() -> str:
+    """`?lang=`, else the browser's language (as the other public pages choose)."""
+    lang = request.args.get("lang")
+    return lang if lang in LOCALES else request.accept_languages.best_match(list(LOCALES)) or "en"
 
 
 def _public(response: Response) -> Response:
