@@ -21,7 +21,7 @@ from ..extensions import ApiBlueprint
 from ..lists import all_lists, list_counts
 from ..models import MailingList, Role
 from .refusals import found
-from .schemas import ListOut
+from .schemas import ListIn, ListOut
 
 blp = ApiBlueprint("lists_api", __name__, url_prefix="/api/v1", description="Mailing lists")
 
@@ -63,8 +63,12 @@ def _write(ml: MailingList | None) -> MailingList:
     return ml
 
 
+_BODY = {"requestBody": {"required": True,
+                         "content": {"application/json": {"schema": ListIn}}}}
+
+
 @blp.route("/lists", methods=["POST"])
-@blp.doc(security=[{"bearerAuth": []}])
+@blp.doc(security=[{"bearerAuth": []}], **_BODY)
 @require_role(Role.admin)
 @blp.response(201, ListOut)
 def post_list() -> Any:
@@ -78,7 +82,7 @@ def post_list() -> Any:
 
 
 @blp.route("/lists/<int:list_id>", methods=["PATCH"])
-@blp.doc(security=[{"bearerAuth": []}])
+@blp.doc(security=[{"bearerAuth": []}], **_BODY)
 @require_role(Role.admin)
 @blp.response(200, ListOut)
 def patch_list(list_id: int) -> Any:

@@ -59,7 +59,20 @@ class _Errors:
     def add(self, name: str, message: str) -> None:
         self.errors.setdefault(name, []).append(message)
 
+    def storable(self, value: object, name: str) -> bool:
+        """Refuse text that is not Unicode text at all (a lone surrogate from a `\ud800`
+        escape in JSON): PostgreSQL could not store it."""
+        if isinstance(value, str) and not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                self.add(name, "Must be valid Unicode text.")
+                return False
+        return True
+
     def line(self, value: object, name: str, limit: int) -> str | None:
+        if not self.storable(value, name):
+            return None
         try:
             return clean_text(value, name, limit)
         except FieldError as exc:
@@ -72,6 +85,8 @@ class _Errors:
             return ""
         if not isinstance(value, str):
             self.add(name, "Must be text.")
+            return None
+        if not self.storable(value, name):
             return None
         if LINE_CONTROL.search(value):
             self.add(name, "Must not contain control characters.")
