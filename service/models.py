@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -178,6 +179,19 @@ class MailingList(Base):
     description_es: Mapped[str] = mapped_column(Text, default="")
     public: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The welcome mail sent once to each person who confirms this list through the public
+    # link: {"en": {"subject": ..., "body": ...}, "es": {...}} (Markdown templates);
+    # empty: no welcome (migration 1300).
+    welcome: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+
+    def welcome_for(self, locale: str) -> dict[str, str] | None:
+        """The welcome in `locale`, else in English, else None (no welcome)."""
+        for lang in (locale, "en"):
+            content = (self.welcome or {}).get(lang)
+            if isinstance(content, dict) and content.get("subject") and content.get("body"):
+                return {"locale": lang, "subject": str(content["subject"]),
+                        "body": str(content["body"])}
+        return None
 
     def name_for(self, locale: str) -> str:
         return (self.name_es if locale == "es" else "") or self.name_en
@@ -204,6 +218,24 @@ class Subscription(Base):
 
     subscriber: Mapped[Subscriber] = relationship(back_populates="subscriptions")
     mailing_list: Mapped[MailingList] = relationship(lazy="joined", innerjoin=True)
+
+
+class WelcomeMail(Base):
+    """The welcome of one list to one person: claimed (inserted) before it is sent, so the
+    unique key lets it go out at most once, even if its job runs twice or dies after
+    sending (migration 1300)."""
+
+    __tablename__ = "welcome_mails"
+    __table_args__ = (UniqueConstraint("subscriber_id", "list_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    list_id: Mapped[int] = mapped_column(
+        ForeignKey("mailing_lists.id", ondelete="CASCADE"), index=True)
+    locale: Mapped[str] = mapped_column(String(5), default="en")
+    claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # "claimed" until the transport answers, then "sent <message id>" or "failed: …".
+    result: Mapped[str] = mapped_column(String(200), default="claimed")
 
 
 class ConfirmationMail(Base):
@@ -372,6 +404,8 @@ class Campaign(Base):
     created_by: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Shown in the public archive (/archive, /archive.atom) once sent (migration 1300).
+    archive: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     lists: Mapped[list[MailingList]] = relationship(secondary=campaign_lists)
 

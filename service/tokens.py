@@ -36,6 +36,7 @@ class Purpose(enum.StrEnum):
     preferences = "preferences"
     export = "export"
     undo = "undo"  # the receipt of one unsubscribe, carried by its page's undo button
+    view = "view"  # a campaign mail's "view in browser" link (`view_token`)
 
 
 SALTS = {purpose: f"actionlist.{purpose.value}.v1" for purpose in Purpose}
@@ -52,6 +53,7 @@ MAX_AGE: dict[Purpose, int | None] = {
     Purpose.preferences: None,
     Purpose.export: 24 * 3600,
     Purpose.undo: UNDO_SECONDS,
+    Purpose.view: None,
 }
 
 
@@ -273,6 +275,10 @@ class BatchLinks:
         )
         self._unsubscribe_prefix = public_url("/unsubscribe/", settings)
         self._preferences_prefix = public_url("/preferences/", settings)
+        # The view link's HMAC keyed once (what `view_signer` computes, without the
+        # signer's per-call steps): the batch signs one per recipient.
+        self._view_mac = hmac.new(view_signer(settings).derive_key(), digestmod=hashlib.sha1)
+        self._view_prefix = f"{int(campaign_id)}."
 
     def _sign(self, signer: Signer, payload_json: str) -> str:
         value = base64_encode(payload_json) + self._stamp
@@ -285,6 +291,66 @@ class BatchLinks:
     def preferences_url(self, subscriber_id: int) -> str:
         payload = f'{{"s":{int(subscriber_id)}}}'
         return self._preferences_prefix + self._sign(self._preferences, payload)
+
+    def view_tail(self, subscriber_id: int) -> str:
+        """The recipient's part of their view token (after `<campaign>.`): the same
+        characters `view_token` ends with."""
+        subscriber = str(int(subscriber_id))
+        mac = self._view_mac.copy()
+        mac.update((self._view_prefix + subscriber).encode())
+        return f"{subscriber}.{base64_encode(mac.digest()).decode('ascii')}"
+
+
+class _ViewSigner(Signer):
+    """The untimed signer of view links, deriving its signing key once (see
+    `_SigningKeySigner`)."""
+
+    _signing_key: bytes | None = None
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        if secret_key is not None:
+            return super().derive_key(secret_key)
+        if self._signing_key is None:
+            self._signing_key = super().derive_key()
+        return self._signing_key
+
+
+@functools.lru_cache(maxsize=16)
+def _view_signer(keys: tuple[str, ...]) -> Signer:
+    return _ViewSigner(list(keys), salt=SALTS[Purpose.view], algorithm=_KeyedHMAC())
+
+
+def view_signer(settings: Settings | None = None) -> Signer:
+    return _view_signer(tuple((settings or config.settings()).signing_keys))
+
+
+def view_token(campaign_id: int, subscriber_id: int, settings: Settings | None = None) -> str:
+    """`<campaign>.<subscriber>.<signature>`: the "view in browser" link of one recipient's
+    copy of a campaign.
+
+    Unlike the other purposes it is not a JSON payload: every recipient of a campaign
+    carries one, and the campaign's part is the same for all of them, so a mail's layout
+    holds `/view/<campaign>.` and each recipient's substitution only the rest (about 35
+    characters). Not timed, like the unsubscribe link it sits next to: it works for as long
+    as its key is in the key list."""
+    value = f"{int(campaign_id)}.{int(subscriber_id)}"
+    return str(view_signer(settings).sign(value).decode("ascii"))
+
+
+def read_view_token(token: str, settings: Settings | None = None) -> tuple[int, int]:
+    """(campaign id, subscriber id) of a view token, or `TokenError`."""
+    try:
+        value = view_signer(settings).unsign(token.encode("ascii", "replace")).decode("ascii")
+        campaign, subscriber = value.split(".")
+        if not (campaign.isdigit() and subscriber.isdigit()) or len(value) > 40:
+            raise ValueError(value)
+        return int(campaign), int(subscriber)
+    except (BadSignature, ValueError, UnicodeError) as exc:
+        raise TokenError("This link is not valid.") from exc
+
+
+def view_url(campaign_id: int, subscriber_id: int, settings: Settings | None = None) -> str:
+    return public_url(f"/view/{view_token(campaign_id, subscriber_id, settings)}", settings)
 
 
 def export_url(subscriber_id: int, settings: Settings | None = None) -> str:

@@ -138,3 +138,32 @@ def test_batch_links_are_the_same_tokens_as_one_at_a_time(app, monkeypatch):
         assert stock[Purpose.preferences].loads(preferences.rsplit("/", 1)[1]) == {"s": subscriber_id}
         with pytest.raises(BadSignature):
             stock[Purpose.preferences].loads(token)
+
+
+def test_view_tokens_batch_tail_purpose_and_key_rotation(make_app):
+    """A batch's view link tail is what `view_token` ends with; the stock itsdangerous
+    Signer with the view salt verifies it; other purposes' salts do not; a key in the
+    fallbacks still reads it, a retired one does not."""
+    from itsdangerous import BadSignature, Signer
+
+    from service.tokens import SALTS, BatchLinks, TokenError, read_view_token, view_token
+
+    old = make_app(secret_key="key-2025")
+    with old.app_context():
+        settings = old.extensions["settings"]
+        links = BatchLinks(settings, [2], 41)
+        for subscriber_id in (1, 99, 10**12):
+            token = view_token(41, subscriber_id)
+            assert token == f"41.{links.view_tail(subscriber_id)}"
+            assert read_view_token(token) == (41, subscriber_id)
+            stock = Signer(settings.signing_keys, salt=SALTS[Purpose.view])
+            assert stock.unsign(token) == f"41.{subscriber_id}".encode()
+            with pytest.raises(BadSignature):
+                Signer(settings.signing_keys, salt=SALTS[Purpose.unsubscribe]).unsign(token)
+        kept = view_token(41, 99)
+        with pytest.raises(TokenError):
+            read_view_token(make_token(Purpose.preferences, {"s": 99}))
+    with make_app(secret_key="key-2026").app_context(), pytest.raises(TokenError):
+        read_view_token(kept)
+    with make_app(secret_key="key-2026", secret_key_fallbacks=("key-2025",)).app_context():
+        assert read_view_token(kept) == (41, 99)

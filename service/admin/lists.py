@@ -1,47 +1,72 @@
-"""Lists and signup forms: create and edit lists, embed code, hosted link, preview."""
+"""Lists and signup forms: create and edit lists (with their welcome mail), embed code,
+hosted link, preview."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import flash, g, redirect, render_template, request, url_for
 
 from .. import config, db
+from ..campaigns import welcome
+from ..campaigns.list_settings import (
+    ListInputError,
+    SlugTaken,
+    create_list,
+    read_list_input,
+    update_list,
+)
+from ..campaigns.render import ContentError
 from ..i18n import LOCALES
-from ..lists import all_lists, forget_public_lists, list_by_slug, list_counts
+from ..lists import all_lists, list_counts
 from ..models import MailingList, Role
-from .access import audit, found, staff_required
+from .access import found, staff_required, staff_user
 from .blueprint import bp
 
-SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
-TEXT_FIELDS = {"name_en": 200, "name_es": 200, "description_en": 4000, "description_es": 4000}
+TEXT_FIELDS = ("name_en", "name_es", "description_en", "description_es")
+WELCOME_FIELDS = tuple(f"welcome_{lang}_{part}" for lang in LOCALES
+                       for part in ("subject", "body"))
 
 
-def _read_list_form(
-    form: dict[str, str], current: MailingList | None
-) -> tuple[dict[str, Any], dict[str, str]]:
-    errors: dict[str, str] = {}
-    data: dict[str, Any] = {}
-    # A slug is fixed once the list exists: embed codes on other sites name it.
-    slug = current.slug if current is not None else form.get("slug", "").strip().lower()
-    if not SLUG.match(slug):
-        errors["slug"] = "Lower-case letters, digits and hyphens (at most 64)."
-    else:
-        clash = list_by_slug(db.session(), slug)
-        if clash is not None and clash is not current:
-            errors["slug"] = "Another list already has this slug."
-    data["slug"] = slug
-    for name, limit in TEXT_FIELDS.items():
-        value = form.get(name, "").strip()
-        if len(value) > limit:
-            errors[name] = f"At most {limit} characters."
-        data[name] = value[:limit]
-    if not data["name_en"]:
-        errors["name_en"] = "A list needs an English name."
-    data["public"] = form.get("public") == "on"
-    return data, errors
+def _form_input(form: dict[str, str], current: MailingList | None) -> dict[str, Any]:
+    """The form as the list input `read_list_input` takes (the same as the API's)."""
+    data: dict[str, Any] = {
+        "name": {lang: form.get(f"name_{lang}", "").strip() for lang in LOCALES},
+        "description": {lang: form.get(f"description_{lang}", "") for lang in LOCALES},
+        "public": form.get("public") == "on",
+        "welcome": {
+            lang: {"subject": form.get(f"welcome_{lang}_subject", ""),
+                   "body": form.get(f"welcome_{lang}_body", "")}
+            if (form.get(f"welcome_{lang}_subject", "").strip()
+                or form.get(f"welcome_{lang}_body", "").strip()) else None
+            for lang in LOCALES
+        },
+    }
+    if current is None:
+        data["slug"] = form.get("slug", "").strip().lower()
+    return data
+
+
+def _form_values(form: dict[str, str], ml: MailingList | None) -> dict[str, Any]:
+    values: dict[str, Any] = {name: form.get(name, "") for name in (*TEXT_FIELDS,
+                                                                      *WELCOME_FIELDS)}
+    values["slug"] = ml.slug if ml else form.get("slug", "")
+    values["public"] = form.get("public") == "on"
+    return values
+
+
+def _stored_values(ml: MailingList | None) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "slug": ml.slug if ml else "",
+        "public": ml.public if ml else True,
+        **{name: getattr(ml, name) if ml else "" for name in TEXT_FIELDS},
+    }
+    for lang in LOCALES:
+        content = ((ml.welcome or {}) if ml else {}).get(lang) or {}
+        for part in ("subject", "body"):
+            values[f"welcome_{lang}_{part}"] = content.get(part, "")
+    return values
 
 
 @bp.get("/lists")
@@ -65,32 +90,67 @@ def list_edit(list_id: int) -> Any:
     return _list_form(found(db.session().get(MailingList, list_id)))
 
 
+def _previews(values: dict[str, Any]) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """The welcome of each language the form fills in, rendered for a sample person."""
+    shown: dict[str, dict[str, str]] = {}
+    errors: dict[str, str] = {}
+    for lang in LOCALES:
+        subject = values[f"welcome_{lang}_subject"]
+        body = values[f"welcome_{lang}_body"]
+        if not (subject.strip() and body.strip()):
+            continue
+        try:
+            shown[lang] = welcome.preview(subject, body, lang)
+        except ContentError as exc:
+            errors[f"welcome_{lang}_body"] = str(exc)
+    return shown, errors
+
+
 def _list_form(ml: MailingList | None) -> Any:
     errors: dict[str, str] = {}
-    values: dict[str, Any] = {
-        "slug": ml.slug if ml else "",
-        "public": ml.public if ml else True,
-        **{name: getattr(ml, name) if ml else "" for name in TEXT_FIELDS},
-    }
+    values = _stored_values(ml)
+    previews: dict[str, dict[str, str]] = {}
     if request.method == "POST":
-        values, errors = _read_list_form(request.form.to_dict(), ml)
-        if not errors:
-            session = db.session()
-            if ml is None:
-                ml = MailingList(**values)
-                session.add(ml)
-                session.flush()
-                audit("list.create", "list", ml.id, slug=ml.slug)
+        form = request.form.to_dict()
+        action = form.get("action", "save")
+        values = _form_values(form, ml)
+        session = db.session()
+        if action == "test" and ml is not None:
+            lang = form.get("test_lang", "en")
+            lang = lang if lang in LOCALES else "en"
+            if ml.welcome_for(lang) is None:
+                flash("Save a welcome first: the test sends the saved welcome.")
             else:
-                for name, value in values.items():
-                    setattr(ml, name, value)
-                audit("list.edit", "list", ml.id, slug=ml.slug)
-            session.commit()
-            forget_public_lists()
-            flash(f"List {ml.slug} saved.")
-            return redirect(url_for("admin.lists"))
+                welcome.queue_test(session, ml, lang, staff_user().email, g.actor)
+                session.commit()
+                flash(f"Test of the saved welcome ({lang}) queued to {staff_user().email}.")
+            return redirect(url_for("admin.list_edit", list_id=ml.id))
+        try:
+            stored = read_list_input(session, _form_input(form, ml), ml)
+        except ListInputError as exc:
+            session.rollback()
+            errors = {name.replace(".", "_"): " ".join(messages)
+                      for name, messages in exc.errors.items()}
+        if action == "preview" or errors:
+            previews, preview_errors = _previews(values)
+            errors = {**preview_errors, **errors}
+        else:
+            if ml is None:
+                try:
+                    ml = create_list(session, stored, g.actor)
+                except SlugTaken as exc:
+                    session.rollback()
+                    errors = {"slug": " ".join(exc.errors["slug"])}
+            else:
+                update_list(session, ml, stored, g.actor)
+            if not errors:
+                assert ml is not None
+                session.commit()
+                flash(f"List {ml.slug} saved.")
+                return redirect(url_for("admin.lists"))
     return render_template(
-        "admin/list_form.html", ml=ml, values=values, errors=errors
+        "admin/list_form.html", ml=ml, values=values, errors=errors, previews=previews,
+        locales=LOCALES,
     ), 422 if errors else 200
 
 

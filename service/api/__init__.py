@@ -19,12 +19,12 @@ def register(app: Flask) -> None:
         "bearerAuth", {"type": "http", "scheme": "bearer"}
     )
     api.register_blueprint(subscriptions.blp)
-    api.register_blueprint(lists.blp)
     api.register_blueprint(subscribers.blp)
     # Bearer tokens, never cookies, authenticate the staff API: no CSRF token needed.
-    for blueprint in (campaigns.blp, imports.blp, webhooks.suppressions_blp):
+    for blueprint in (lists.blp, campaigns.blp, imports.blp, webhooks.suppressions_blp):
         csrf.exempt(blueprint)
-    for blueprint in (campaigns.blp, imports.blp, webhooks.suppressions_blp, webhooks.stats_blp):
+    for blueprint in (lists.blp, campaigns.blp, imports.blp, webhooks.suppressions_blp,
+                      webhooks.stats_blp):
         api.register_blueprint(blueprint)
 
     @app.errorhandler(RateLimitExceeded)

@@ -45,6 +45,7 @@ def campaign_out(c: Campaign) -> dict[str, Any]:
         "status_reason": c.status_reason, "subject": c.subject, "preheader": c.preheader,
         "body": c.body, "format": c.format.value, "lists": [ml.slug for ml in c.lists],
         "segment": c.segment, "variants": c.variants, "source_code": c.source_code,
+        "archive": c.archive,
         "send_at": c.send_at.isoformat() if c.send_at else None,
         "started_at": c.started_at.isoformat() if c.started_at else None,
         "finished_at": c.finished_at.isoformat() if c.finished_at else None,

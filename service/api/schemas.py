@@ -16,7 +16,11 @@ class ListOut(Schema):
     slug = fields.String()
     name = fields.String()
     name_es = fields.String()
+    description = fields.String()
+    description_es = fields.String()
     public = fields.Boolean()
+    # {"en": {"subject", "body"}, "es": {...}}
+    welcome = fields.Dict(keys=fields.String(), values=fields.Dict())
     subscriber_counts = fields.Nested(CountsOut)
 
 
@@ -64,3 +68,27 @@ class SubscriberPageOut(Schema):
     page = fields.Integer()
     per_page = fields.Integer()
     has_more = fields.Boolean()
+
+
+class WelcomeIn(Schema):
+    subject = fields.String(metadata={"description": "a template, one line, at most 300"})
+    body = fields.String(metadata={"description": "a Markdown template"})
+
+
+class WelcomesIn(Schema):
+    en = fields.Nested(WelcomeIn, allow_none=True)
+    es = fields.Nested(WelcomeIn, allow_none=True)
+
+
+class ListIn(Schema):
+    """The body of POST / PATCH /api/v1/lists (documentation: `campaigns.list_settings`
+    checks it, so a string or an object is accepted where the shapes allow both)."""
+
+    slug = fields.String(metadata={
+        "description": "lower-case letters, digits and dashes, at most 64; fixed once created"})
+    name = fields.Raw(metadata={"description": 'text (English) or {"en": text, "es": text}'})
+    description = fields.Raw(metadata={
+        "description": 'text (English) or {"en": text, "es": text}'})
+    public = fields.Boolean()
+    welcome = fields.Nested(WelcomesIn, metadata={
+        "description": 'per language {"subject", "body"}, or null to remove it'})

@@ -36,7 +36,7 @@ ACTIONS = ("send", "pause", "resume", "cancel")
 SAMPLE_PERSON = {
     "first_name": "Ana", "last_name": "García", "email": "ana@example.org",
     "state": "CA", "postal_code": "94110", "unsubscribe_url": "#unsubscribe",
-    "preferences_url": "#preferences",
+    "preferences_url": "#preferences", "view": "",
 }
 
 
@@ -57,6 +57,15 @@ def _lines(value: str) -> None:
 
 def _text(*rules: Any, lines: bool = False, **options: Any) -> fields.String:
     return fields.String(validate=[*rules, _lines if lines else _one_line], **options)
+
+
+class StrictBoolean(fields.Boolean):
+    """true or false, nothing else (not 1, "yes" or "on")."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
 
 
 class SegmentIn(Schema):
@@ -88,6 +97,8 @@ class CampaignIn(Schema):
     segment = fields.Nested(SegmentIn, load_default=dict)
     variants = fields.Nested(VariantsIn, load_default=dict)
     source_code = _text(validate.Length(max=100), load_default="")
+    # Shown in the public archive (/archive, /archive.atom) once sent.
+    archive = StrictBoolean(load_default=False)
 
     @validates_schema
     def _templates(self, data: dict[str, Any], **_: Any) -> None:
@@ -167,7 +178,8 @@ def resolve_lists(session: Session, slugs: list[str]) -> list[MailingList]:
 
 def apply_fields(session: Session, campaign: Campaign, data: dict[str, Any]) -> None:
     """Copy validated `CampaignIn` data onto the campaign (only the keys present)."""
-    for key in ("name", "subject", "preheader", "body", "source_code", "segment", "variants"):
+    for key in ("name", "subject", "preheader", "body", "source_code", "segment", "variants",
+                "archive"):
         if key in data:
             setattr(campaign, key, data[key])
     if "kind" in data:
@@ -189,7 +201,9 @@ def create_draft(session: Session, data: dict[str, Any], actor: str) -> Campaign
 
 
 def edit_draft(session: Session, campaign: Campaign, data: dict[str, Any], actor: str) -> None:
-    if campaign.status != CampaignStatus.draft:
+    """Edit a draft; `archive` alone may change at any time (publish a sent campaign in
+    the public archive, or take it out)."""
+    if campaign.status != CampaignStatus.draft and set(data) != {"archive"}:
         raise NotADraft(campaign.status)
     apply_fields(session, campaign, data)
     audit(session, actor, "edit", campaign.id, fields=sorted(data))

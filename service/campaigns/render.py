@@ -53,7 +53,9 @@ from ..models import Campaign, ContentFormat
 # Variables staff may use in subject and body; each comes from the subscriber's row.
 PERSON_VARIABLES = ("first_name", "last_name", "email", "state", "postal_code")
 # Links only the layout uses; every recipient has their own.
-LINK_VARIABLES = ("unsubscribe_url", "preferences_url")
+# (`view` is the recipient's part of their "view in browser" link, see
+# tokens.view_token: the layout holds the campaign's part.)
+LINK_VARIABLES = ("unsubscribe_url", "preferences_url", "view")
 ALL_VARIABLES = PERSON_VARIABLES + LINK_VARIABLES
 
 # Limits of one render of staff sources (a subject and a body together).
@@ -128,9 +130,12 @@ def _limit_memory(extra: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (size + extra, size + extra))
 
 
-def _render_source(source: str, max_chars: int) -> tuple[bool, str]:
-    """(True, text) or (False, message for staff); runs in a rendering process."""
-    context = {name: placeholder(name) for name in PERSON_VARIABLES}
+def _render_source(source: str, max_chars: int, personal: bool = True) -> tuple[bool, str]:
+    """(True, text) or (False, message for staff); runs in a rendering process.
+
+    `personal`: the person variables render as placeholders (a mail); otherwise as empty
+    text, so `{{ first_name or "friend" }}` shows its fallback (the public archive)."""
+    context = {name: placeholder(name) if personal else "" for name in PERSON_VARIABLES}
     try:
         size, parts = 0, []
         for chunk in _env.from_string(source).generate(context):
@@ -165,10 +170,11 @@ def _renderers() -> ProcessPool:
         return _pool[1]
 
 
-def _render_bounded(sources: list[str]) -> list[tuple[bool, str]]:
+def _render_bounded(sources: list[str], personal: bool = True) -> list[tuple[bool, str]]:
     """Render each source in a rendering process (side by side), within the limits."""
     pool = _renderers()
-    futures = [pool.submit(_render_source, RENDER_SECONDS, source, MAX_RENDERED_CHARS)
+    futures = [pool.submit(_render_source, RENDER_SECONDS, source, MAX_RENDERED_CHARS,
+                           personal)
                for source in sources]
     results: list[tuple[bool, str]] = []
     for future in futures:
@@ -235,13 +241,9 @@ def html_to_text(markup: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(line.strip() for line in text.splitlines())).strip()
 
 
-def render_variant(
-    campaign: Campaign, locale: str, settings: Settings | None = None, *, test: bool = False
-) -> RenderedVariant:
-    settings = settings or config.settings()
-    subject_src, body_src = _content_for(campaign, locale)
-    subject, body = fill_templates([subject_src, body_src])
-    subject = " ".join(subject.split())
+def _body_parts(campaign: Campaign, body: str) -> tuple[str, str]:
+    """The HTML and plain-text parts of a rendered body (Markdown or HTML), with the
+    campaign's source code on its links."""
     if campaign.format == ContentFormat.markdown:
         body_html = _markdown.render(body)
         body_text = body
@@ -257,6 +259,37 @@ def render_variant(
 
         body_html = _HREF.sub(with_code, body_html)
         body_text = _TEXT_URL.sub(lambda m: add_source_code(m.group(0), code), body_text)
+    return body_html, body_text
+
+
+def public_copy(campaign: Campaign, locale: str) -> tuple[str, str]:
+    """(subject, body HTML) of the campaign in `locale` for everyone to read (the public
+    archive): the person variables render as empty text, so a template's own fallback
+    shows (`{{ first_name or "friend" }}`), and the mail's layout with its personal links
+    is left out. ContentError if it cannot render."""
+    subject_src, body_src = _content_for(campaign, locale)
+    filled = []
+    for ok, text in _render_bounded([subject_src, body_src], personal=False):
+        if not ok:
+            raise ContentError(text)
+        filled.append(text)
+    body_html, _text = _body_parts(campaign, filled[1])
+    return " ".join(filled[0].split()), body_html
+
+
+def render_variant(
+    campaign: Campaign, locale: str, settings: Settings | None = None, *, test: bool = False,
+    layout: str | None = None,
+) -> RenderedVariant:
+    """The campaign's mail in `locale` with placeholders for the person and their links.
+
+    A stored campaign (an id) carries a "view in browser" link (`view`); `layout`
+    names another mail layout than the campaign kind's (a list's welcome)."""
+    settings = settings or config.settings()
+    subject_src, body_src = _content_for(campaign, locale)
+    subject, body = fill_templates([subject_src, body_src])
+    subject = " ".join(subject.split())
+    body_html, body_text = _body_parts(campaign, body)
     # In the HTML part every placeholder is the escaped kind.
     body_html = _PLACEHOLDER.sub(lambda m: placeholder(m.group(1), html=True), body_html)
     if test:
@@ -267,17 +300,20 @@ def render_variant(
         "preheader": campaign.preheader,
         "subject": subject,
     }
-    layout = f"email/{campaign.kind.value}.html"
+    layout = layout or f"email/{campaign.kind.value}.html"
     # Our links are PUBLIC_URL + a URL-safe token: when PUBLIC_URL needs no escaping, the
     # HTML part shares the plain-text placeholders and each recipient's request carries
     # their two links once instead of twice (a quarter of its size).
     link_html = htmllib.escape(settings.public_url) != settings.public_url
+    # The view link: the campaign's part here, the recipient's part a placeholder.
+    view = f"{settings.public_url}/view/{campaign.id}." if campaign.id else ""
     with force_locale(locale):
         html = render_template(
             layout,
             body=Markup(body_html),  # noqa: S704 - staff content, rendered in the sandbox
             unsubscribe_url=placeholder("unsubscribe_url", html=link_html),
             preferences_url=placeholder("preferences_url", html=link_html),
+            view_url=view + placeholder("view", html=link_html) if view else "",
             **context,
         )
         text = render_template(
@@ -285,6 +321,7 @@ def render_variant(
             body=body_text,
             unsubscribe_url=placeholder("unsubscribe_url"),
             preferences_url=placeholder("preferences_url"),
+            view_url=view + placeholder("view") if view else "",
             **context,
         )
     html = inline_css(html)

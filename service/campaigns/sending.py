@@ -365,6 +365,7 @@ class Personalizer:
         self.variant = variant
         self.links = BatchLinks(conf, list_ids, campaign.id)
         self.wants_preferences = variant.uses("preferences_url")
+        self.wants_view = variant.uses("view")
         self.campaign_id = str(campaign.id)
 
     def __call__(self, row: Recipient | _TestRow) -> Personalization:
@@ -382,6 +383,7 @@ class Personalizer:
             "unsubscribe_url": unsubscribe,
             "preferences_url": self.links.preferences_url(subscriber_id)
             if self.wants_preferences else "",
+            "view": self.links.view_tail(subscriber_id) if self.wants_view else "",
         }
         return Personalization(
             email=email,

@@ -48,6 +48,8 @@ SOURCE_MAX = 500
 
 # The job that mails the confirmation link (enqueued by name: no domain module imports a job).
 SEND_CONFIRMATION = "service.jobs.subscriptions.send_confirmation"
+# The job that sends a list's welcome mail once (`campaigns.welcome.send_welcome`).
+SEND_WELCOME = "service.jobs.welcome.send_welcome"
 
 
 class Outcome(enum.StrEnum):
@@ -365,4 +367,20 @@ def confirm(
     if result.confirmed:
         # New, confirmed consent supersedes an earlier erasure of this address.
         forget_erasure(session, subscriber.email)
+        queue_welcomes(session, subscriber_id, result.confirmed)
     return result
+
+
+def queue_welcomes(session: Session, subscriber_id: int, lists: list[MailingList]) -> int:
+    """Queue the welcome of each of `lists` (just confirmed through the public link) that
+    has one, once the caller commits; the job sends each at most once per person and list.
+    Returns how many were queued."""
+    queued = 0
+    for ml in lists:
+        if ml.welcome_for("en") is None and ml.welcome_for("es") is None:
+            continue
+        enqueue_after_commit(session, SEND_WELCOME, subscriber_id, ml.id,
+                             job_id=f"al-welcome-{subscriber_id}-{ml.id}",
+                             retry_intervals=MAIL_RETRY)
+        queued += 1
+    return queued
