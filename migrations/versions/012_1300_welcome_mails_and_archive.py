@@ -2,7 +2,7 @@
 before it is sent, and campaigns may be shown in the public archive.
 
 Revision ID: 1300
-Revises: 1000
+Revises: 1100
 """
 
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ from alembic import op
 import service.db
 
 revision: str = "1300"
-down_revision: str | None = "1000"
+down_revision: str | None = "1100"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
