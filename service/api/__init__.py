@@ -22,7 +22,7 @@ def register(app: Flask) -> None:
     api.register_blueprint(lists.blp)
     api.register_blueprint(subscribers.blp)
     # Bearer tokens, never cookies, authenticate the staff API: no CSRF token needed.
-    for blueprint in (campaigns.blp, imports.blp, webhooks.suppressions_blp):
+    for blueprint in (campaigns.blp, imports.blp, webhooks.suppressions_blp, subscribers.blp):
         csrf.exempt(blueprint)
     for blueprint in (campaigns.blp, imports.blp, webhooks.suppressions_blp, webhooks.stats_blp):
         api.register_blueprint(blueprint)
