@@ -34,7 +34,7 @@ class Place:
 
 NOWHERE = Place("", "", "")
 
-_ZIP = re.compile(r"^(\d{5})(?:[- ]?\d{4})?$")
+_ZIP = re.compile(r"^([0-9]{5})(?:[- ]?[0-9]{4})?$")
 # Rows of the dataset whose time zone is not an IANA name, with the zone they mean
 # (99634 Napakiak, Bethel Census Area, AK is on Alaska time).
 _ZONE_FIXES = {"Napakiak": "America/Anchorage"}
