@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from service import db
 from service.campaigns.drafts import CampaignIn, stored_template_errors
+from service.fields import clean_attributes, clean_tags
 from service.models import Campaign, Subscriber
 from service.subscribers import normalise_email
 from tests import factories
@@ -121,3 +122,7 @@ def _nothing_invalid_stored() -> None:
     for subscriber in session.scalars(select(Subscriber)):
         if subscriber.email:
             assert normalise_email(subscriber.email) == subscriber.email, subscriber.email
+        # Attributes and tags the API stored pass its own field rules unchanged.
+        assert clean_attributes(subscriber.attributes) == subscriber.attributes
+        tags = [row.tag for row in subscriber.tag_rows]
+        assert clean_tags(tags) == sorted(tags)
