@@ -4,7 +4,7 @@ The places come from the `zipcodes` package (pinned in pyproject.toml; version 3
 42,789 ZIP codes, each with its state, county and time zone). Its own look-up scans the
 whole table (about 1 ms per call), far too slow for an import of a million rows, so the
 first call in a process builds one dict ZIP5 → `Place` (about 0.4 s; the dataset itself
-takes about 37 MiB once loaded, the dict about 4 MiB more, its 3,349 distinct places
+takes about 37 MiB once loaded, the dict about 4 MiB more, its 3,348 distinct places
 shared between ZIPs) and every later call is a dict look-up. The worker builds it before
 it forks (`warm`).
 
