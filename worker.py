@@ -66,6 +66,10 @@ def main() -> None:
         # a dead worker's batch goes on within seconds.
         settings = config.settings(app)
         lease = min(settings.campaign_lease_seconds, settings.import_lease_seconds)
+        # The ZIP table (service/postal.py) once, here, rather than in every forked job.
+        from service.postal import warm
+
+        warm()
         # Everything loaded so far lives as long as the process: keep it out of the cyclic
         # garbage collector's full passes, which otherwise re-scan it while jobs allocate.
         gc.freeze()

@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 from . import config
 from .bulk import one_of
 from .config import Settings
-from .models import ConsentRecord, Subscriber, Suppression, SuppressionReason
+from .fields import TAGS_MAX
+from .models import ConsentRecord, Subscriber, SubscriberTag, Suppression, SuppressionReason
 
 MAX_EMAIL_LENGTH = 254
 
@@ -173,3 +174,78 @@ def suppressed_hashes(session: Session, hashes: Collection[str]) -> dict[str, Su
     condition = one_of(session, Suppression.email_hash, list(hashes))
     rows = session.execute(select(Suppression.email_hash, Suppression.reason).where(condition))
     return {digest: reason for digest, reason in rows}
+
+
+@dataclass(frozen=True)
+class Details:
+    """The profile details a merge looks at (an import row, a staff addition)."""
+
+    first_name: str = ""
+    last_name: str = ""
+    postal_code: str = ""
+    state: str = ""
+    county: str = ""
+    timezone: str = ""
+
+
+def merge_details(known: Details, given: Details) -> Details:
+    """A known person's details once new ones are merged in (imports, staff additions):
+    blanks are filled, a detail they have is never overwritten, except that a postal code
+    filled in brings its state, county and time zone along."""
+    postal, state, county, zone = known.postal_code, known.state, known.county, known.timezone
+    if not postal and given.postal_code:
+        postal, state = given.postal_code, given.state or state
+        county, zone = given.county, given.timezone
+    return Details(
+        first_name=known.first_name or given.first_name,
+        last_name=known.last_name or given.last_name,
+        postal_code=postal, state=state or given.state, county=county, timezone=zone,
+    )
+
+
+def merge_attributes(known: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """Attributes once a merge added the ones a person lacks (none is overwritten)."""
+    missing = {k: v for k, v in given.items() if k not in known}
+    return {**known, **missing} if missing else known
+
+
+def tags_of(session: Session, subscriber_ids: Collection[int]) -> dict[int, list[str]]:
+    """Each subscriber's tags, sorted, in one query ({} entries for those with none)."""
+    tags: dict[int, list[str]] = {sid: [] for sid in subscriber_ids}
+    if not tags:
+        return tags
+    rows = session.execute(
+        select(SubscriberTag.subscriber_id, SubscriberTag.tag)
+        .where(SubscriberTag.subscriber_id.in_(list(tags)))
+        .order_by(SubscriberTag.subscriber_id, SubscriberTag.tag)
+    )
+    for sid, tag in rows:
+        tags[sid].append(tag)
+    return tags
+
+
+class TooManyTags(ValueError):
+    pass
+
+
+def add_tags(subscriber: Subscriber, tags: Collection[str]) -> list[str]:
+    """Add normalised `tags` the person lacks (none is removed); the added ones, sorted.
+    Raises TooManyTags when the person would carry more than TAGS_MAX."""
+    have = {row.tag for row in subscriber.tag_rows}
+    new = sorted(set(tags) - have)
+    if len(have) + len(new) > TAGS_MAX:
+        raise TooManyTags(f"At most {TAGS_MAX} tags per person.")
+    for tag in new:
+        subscriber.tag_rows.append(SubscriberTag(tag=tag))
+    return new
+
+
+def set_tags(subscriber: Subscriber, tags: Collection[str]) -> tuple[list[str], list[str]]:
+    """Make the person's tags exactly `tags` (normalised, at most TAGS_MAX);
+    (added, removed), each sorted."""
+    wanted = set(tags)
+    have = {row.tag for row in subscriber.tag_rows}
+    subscriber.tag_rows[:] = [row for row in subscriber.tag_rows if row.tag in wanted]
+    for tag in sorted(wanted - have):
+        subscriber.tag_rows.append(SubscriberTag(tag=tag))
+    return sorted(wanted - have), sorted(have - wanted)

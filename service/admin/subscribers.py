@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from sqlalchemy.orm import selectinload
 
 from .. import db
@@ -15,7 +17,13 @@ from ..lists import all_lists
 from ..models import Role, Subscriber, Subscription, SubscriptionStatus
 from ..subscribers import Evidence, is_suppressed
 from ..subscriptions.gdpr import erase
-from ..subscriptions.staff_changes import FormErrors, add_by_hand, read_profile, unsubscribe
+from ..subscriptions.staff_changes import (
+    FormErrors,
+    add_by_hand,
+    edit_subscriber,
+    read_profile,
+    unsubscribe,
+)
 from ..subscriptions.staff_changes import update_profile as apply_profile
 from . import queries
 from .access import actor, audit, found_by_id, staff_required
@@ -39,6 +47,7 @@ def _load(subscriber_id: int) -> Subscriber:
         subscriber_id,
         selectinload(Subscriber.subscriptions).joinedload(Subscription.mailing_list),
         selectinload(Subscriber.consent_records),
+        selectinload(Subscriber.tag_rows),
     )
 
 
@@ -72,7 +81,8 @@ def subscriber_detail(subscriber_id: int) -> Any:
     return _detail_page(_load(subscriber_id), {})
 
 
-def _detail_page(subscriber: Subscriber, errors: dict[str, str]) -> Any:
+def _detail_page(subscriber: Subscriber, errors: dict[str, str],
+                 labels: dict[str, Any] | None = None) -> Any:
     session = db.session()
     page = render_template(
         "admin/subscriber.html",
@@ -81,8 +91,61 @@ def _detail_page(subscriber: Subscriber, errors: dict[str, str]) -> Any:
         suppressed=is_suppressed(session, subscriber.email),
         errors=errors,
         locales=LOCALES,
+        labels=labels or {"tags": ", ".join(row.tag for row in subscriber.tag_rows),
+                          "attributes": sorted((subscriber.attributes or {}).items()),
+                          "new_key": "", "new_value": ""},
     )
     return page, 422 if errors else 200
+
+
+def _label_errors(errors: dict[str, str]) -> dict[str, str]:
+    """The domain's field names ("tags.2", "attributes.cd") as the form words them."""
+    shown: dict[str, str] = {}
+    for name, message in errors.items():
+        if name.startswith("tags."):
+            index = int(name.split(".", 1)[1]) + 1
+            shown.setdefault("tags", _("Tag %(n)d: %(message)s", n=index, message=message))
+        elif name.startswith("attributes."):
+            key = name.split(".", 1)[1]
+            shown.setdefault("attributes",
+                             _("Attribute “%(key)s”: %(message)s", key=key, message=message))
+        elif name == "attributes":
+            shown.setdefault("attributes", _("Attributes: %(message)s", message=message))
+        else:
+            shown.setdefault(name, message)
+    return shown
+
+
+@bp.post("/subscribers/<int:subscriber_id>/labels")
+@staff_required(Role.campaigner)
+def subscriber_labels(subscriber_id: int) -> Any:
+    """Tags (comma- or semicolon-separated, replacing the person's) and attributes (an
+    emptied value removes the key; a new key and value add one), through the same
+    `edit_subscriber` as `PATCH /api/v1/subscribers/<id>`."""
+    subscriber = _load(subscriber_id)
+    form = request.form
+    tags = [part for part in re.split(r"[,;]", form.get("tags", "")) if part.strip()]
+    keys, values = form.getlist("attr_key"), form.getlist("attr_value")
+    attributes: dict[str, Any] = {k: (v or None) for k, v in zip(keys, values, strict=False)}
+    new_key, new_value = form.get("new_key", ""), form.get("new_value", "")
+    if new_key.strip() or new_value.strip():
+        if not new_key.strip():
+            attributes[""] = new_value  # refused by the rules: "must not be empty"
+        else:
+            attributes[new_key] = new_value or None
+    session = db.session()
+    try:
+        changes = edit_subscriber(session, subscriber,
+                                  {"tags": tags, "attributes": attributes}, actor())
+    except FormErrors as exc:
+        session.rollback()
+        labels = {"tags": form.get("tags", ""),
+                  "attributes": list(zip(keys, values, strict=False)),
+                  "new_key": new_key, "new_value": new_value}
+        return _detail_page(_load(subscriber_id), _label_errors(exc.errors), labels)
+    session.commit()
+    flash(_("Tags and attributes saved.") if changes else _("Nothing changed."))
+    return redirect(url_for("admin.subscriber_detail", subscriber_id=subscriber.id))
 
 
 @bp.post("/subscribers/<int:subscriber_id>/edit")

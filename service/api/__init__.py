@@ -21,7 +21,8 @@ def register(app: Flask) -> None:
     api.register_blueprint(subscriptions.blp)
     api.register_blueprint(subscribers.blp)
     # Bearer tokens, never cookies, authenticate the staff API: no CSRF token needed.
-    for blueprint in (lists.blp, campaigns.blp, imports.blp, webhooks.suppressions_blp):
+    for blueprint in (lists.blp, campaigns.blp, imports.blp, webhooks.suppressions_blp,
+                      subscribers.blp):
         csrf.exempt(blueprint)
     for blueprint in (lists.blp, campaigns.blp, imports.blp, webhooks.suppressions_blp,
                       webhooks.stats_blp):

@@ -51,15 +51,20 @@ class SubscriberOut(Schema):
     first_name = fields.String()
     last_name = fields.String()
     postal_code = fields.String()
-    state = fields.String()
+    state = fields.String(metadata={"description": "Two-letter state of the postal code"})
+    county = fields.String(metadata={"example": "Kings County"})
+    timezone = fields.String(metadata={"description": "IANA time zone of the postal code",
+                                       "example": "America/New_York"})
     locale = fields.String()
     status = fields.String()
     created_at = fields.DateTime()
+    attributes = fields.Dict(keys=fields.String(), values=fields.String(),
+                             metadata={"example": {"cd": "NY-10"}})
+    tags = fields.List(fields.String(), metadata={"description": "Sorted"})
     subscriptions = fields.List(fields.Nested(SubscriptionOut))
 
 
 class SubscriberDetailOut(SubscriberOut):
-    attributes = fields.Dict()
     consent_records = fields.List(fields.Nested(ConsentOut))
 
 
@@ -92,3 +97,46 @@ class ListIn(Schema):
     public = fields.Boolean()
     welcome = fields.Nested(WelcomesIn, metadata={
         "description": 'per language {"subject", "body"}, or null to remove it'})
+
+
+class SubscriberAddedOut(SubscriberDetailOut):
+    confirmation_mail = fields.String(metadata={
+        "description": '"queued", "throttled" (the per-address throttle said no) or "" '
+                       "(none needed)"})
+
+
+# Staff input. Texts, attributes and tags are checked by the domain's field rules (the
+# same as signup, the preference centre and imports), which name the exact field of a
+# refusal ("attributes.cd", "tags.2"); the schema only says their shapes.
+ATTRIBUTES_DOC = ("Text values by key (key 1-100 characters, value at most 1,000, at most "
+                  "50 keys; no control or direction characters)")
+TAGS_DOC = ("Tags, 1-64 characters each after trimming, stored lower-case; no comma, "
+            "semicolon, control or direction characters; at most 50 per person")
+
+
+class SubscriberIn(Schema):
+    email = fields.String(required=True)
+    first_name = fields.String(load_default="")
+    last_name = fields.String(load_default="")
+    postal_code = fields.String(load_default="")
+    locale = fields.String(load_default=None, metadata={"enum": ["en", "es"]})
+    attributes = fields.Dict(load_default=dict, metadata={"description": ATTRIBUTES_DOC})
+    tags = fields.List(fields.Raw(), load_default=list, metadata={"description": TAGS_DOC})
+    lists = fields.List(fields.String(), required=True,
+                        metadata={"description": "List slugs (1-20)"})
+    confirmed = fields.Boolean(load_default=False, metadata={
+        "description": "Staff vouch for consent (campaigner role and consent_note needed); "
+                       "otherwise the subscriptions are pending and a confirmation mail "
+                       "goes out"})
+    consent_note = fields.String(load_default="")
+
+
+class SubscriberPatch(Schema):
+    first_name = fields.String()
+    last_name = fields.String()
+    postal_code = fields.String()
+    locale = fields.String(metadata={"enum": ["en", "es"]})
+    attributes = fields.Dict(metadata={
+        "description": ATTRIBUTES_DOC + "; merged into the stored ones, a null value "
+                                        "removes that key"})
+    tags = fields.List(fields.Raw(), metadata={"description": TAGS_DOC + "; replaces them"})

@@ -25,6 +25,7 @@ CHOICES: dict[str, str] = {
     "postal_code": "Postal code",
     "language": "Language",
     "state": "US state",
+    "tags": "Tags (separated by , or ;)",
     "status": "Status (unsubscribed rows are not re-added)",
     "attribute": "Keep as an attribute",
     "ignore": "Ignore",

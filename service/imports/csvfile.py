@@ -16,12 +16,20 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import IO, TYPE_CHECKING, BinaryIO
 
-from ..fields import NAME_MAX, POSTAL_MAX, FieldError, Refusal, clean_text
+from ..fields import (
+    ATTRIBUTE_MAX,
+    ATTRIBUTES_MAX,
+    NAME_MAX,
+    POSTAL_MAX,
+    FieldError,
+    Refusal,
+    clean_text,
+    split_tags,
+)
 from ..i18n import LOCALES
-from ..postal import normalise_postal_code, state_for
+from ..postal import NOWHERE, normalise_postal_code, place_for
 from ..subscribers import InvalidEmail, email_key
 from .addresses import fast_normalise_email
 
@@ -29,8 +37,6 @@ if TYPE_CHECKING:
     from _csv import Reader
 
 BLOCK = 1 << 20
-ATTRIBUTE_MAX = 1000
-ATTRIBUTES_MAX = 50
 # Field size the csv module accepts: well above any sane cell, far below "the rest of the
 # file swallowed by an unclosed quote".
 FIELD_LIMIT = 64 * 1024
@@ -48,6 +54,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
                     "zipcode", "codigo_postal"),
     "language": ("language", "lang", "locale", "idioma", "preferred_language"),
     "state": ("state", "us_state"),
+    # Tags to add to the person, separated by "," or ";" (never removes one).
+    "tags": ("tags", "tag", "etiquetas"),
     # Written by `actionlist export`: a row exported as unsubscribed is never re-imported.
     "status": ("status", "subscription_status"),
 }
@@ -67,9 +75,6 @@ _STATE = re.compile(r"[A-Z]{2}")
 # (OWASP, "CSV Injection"): `=cmd|'/C calc'!A0`, `@SUM(…)`, `-2+3`…
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _QUOTED_FORMULA = re.compile(r"'+[=+\-@\t\r]")
-
-
-_state_for = lru_cache(maxsize=100_000)(state_for)  # a linear search, and ZIPs repeat
 
 
 class FileError(ValueError):
@@ -264,6 +269,9 @@ class Row:
     state: str
     locale: str
     attributes: dict[str, str]
+    county: str = ""
+    timezone: str = ""
+    tags: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -386,9 +394,11 @@ def _row(line: int, email: str, cells: list[str], get: dict[str, int],
                 raise _Bad(f"name parts are longer than {NAME_MAX} characters")
         postal = normalise_postal_code(
             clean_text(cells[get["postal_code"]], "postal code", POSTAL_MAX))
+        tags = split_tags(cells[get["tags"]]) if cells[get["tags"]] else []
     except FieldError as exc:
         raise _Bad(_reason(exc)) from None
-    state = _state_for(postal) if postal else ""
+    place = place_for(postal) if postal else NOWHERE
+    state = place.state
     if not state:
         given = cells[get["state"]].strip().upper()
         state = given if _STATE.fullmatch(given) else ""
@@ -400,4 +410,5 @@ def _row(line: int, email: str, cells: list[str], get: dict[str, int],
             if len(value) > ATTRIBUTE_MAX:
                 raise _Bad(f"{name} is longer than {ATTRIBUTE_MAX} characters")
             extra[name] = value
-    return Row(line, email, email_key(email), first, last, postal, state, locale, extra)
+    return Row(line, email, email_key(email), first, last, postal, state, locale, extra,
+               place.county, place.timezone, tags)

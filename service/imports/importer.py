@@ -27,7 +27,7 @@ import json
 import queue
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
@@ -46,17 +46,27 @@ from .. import config
 from ..bulk import SEP, one_of, pg_column, pg_ids
 from ..config import Settings
 from ..db import commit_quickly, insert_for, is_pg, utcnow
+from ..fields import TAGS_MAX
 from ..models import (
     ConfirmationMail,
     ConsentRecord,
     Subscriber,
     SubscriberStatus,
+    SubscriberTag,
     Subscription,
     SubscriptionStatus,
     SuppressionReason,
 )
 from ..queue import MAIL_RETRY, enqueue_after_commit
-from ..subscribers import Evidence, consent_fields, email_hasher, suppressed_hashes
+from ..subscribers import (
+    Details,
+    Evidence,
+    consent_fields,
+    email_hasher,
+    merge_attributes,
+    merge_details,
+    suppressed_hashes,
+)
 from ..subscriptions.signup import may_send_confirmation
 from .csvfile import Problem, Row
 
@@ -72,6 +82,7 @@ SUBSCRIBERS = cast(Table, Subscriber.__table__)
 SUBSCRIPTIONS = cast(Table, Subscription.__table__)
 CONSENT = cast(Table, ConsentRecord.__table__)
 MAILS = cast(Table, ConfirmationMail.__table__)
+TAGS = cast(Table, SubscriberTag.__table__)
 
 REFUSED = {
     SuppressionReason.erased: "refused: the address was erased at its owner's request "
@@ -90,16 +101,18 @@ UNSUBSCRIBED = "refused: unsubscribed from this list (only the subscriber can re
 _PG_NEW_SUBSCRIBERS = text("""
 WITH new AS (
     INSERT INTO subscribers (email, email_key, first_name, last_name, postal_code, state,
-                             locale, status, attributes, created_at, updated_at)
+                             county, timezone, locale, status, attributes, created_at,
+                             updated_at)
     SELECT u.email, u.email_key, u.first_name, u.last_name, u.postal_code, u.state,
-           u.locale, 'active', CAST(u.attributes AS json), :now, :now
+           u.county, u.timezone, u.locale, 'active', CAST(u.attributes AS json), :now, :now
     FROM unnest(string_to_array(:email, :sep), string_to_array(:email_key, :sep),
                 string_to_array(:first_name, :sep), string_to_array(:last_name, :sep),
                 string_to_array(:postal_code, :sep), string_to_array(:state, :sep),
+                string_to_array(:county, :sep), string_to_array(:timezone, :sep),
                 string_to_array(:locale, :sep), string_to_array(:attributes, :sep))
          WITH ORDINALITY
-         AS u(email, email_key, first_name, last_name, postal_code, state, locale,
-              attributes, n)
+         AS u(email, email_key, first_name, last_name, postal_code, state, county, timezone,
+              locale, attributes, n)
     WHERE u.n <= :count
     ON CONFLICT (email_key) DO NOTHING
     RETURNING id, email_key
@@ -351,14 +364,17 @@ def _commit(session: Session, options: ImportOptions, settings: Settings,
 
 def _merge(first: Row, later: Row) -> Row:
     """The same address twice in a file: the first value of each field wins."""
+    postal = first if first.postal_code or not later.postal_code else later
     return Row(
         first.line, first.email, first.key,
         first.first_name or later.first_name,
         first.last_name or later.last_name,
-        first.postal_code or later.postal_code,
+        postal.postal_code,
         first.state or later.state,
         first.locale or later.locale,
         {**later.attributes, **first.attributes},
+        postal.county, postal.timezone,
+        sorted(set(first.tags) | set(later.tags)) if later.tags else first.tags,
     )
 
 
@@ -433,6 +449,13 @@ def import_chunk(session: Session, options: ImportOptions, settings: Settings,
         key: known for key, known in existing.items()
         if statuses.get(known.id) != SubscriptionStatus.unsubscribed
     }, now)
+    _add_tags(session, [
+        (created[key] if key in created else existing[key].id, row.tags)
+        for key, row in rows.items()
+        if row.tags and (key in created or (
+            key in existing
+            and statuses.get(existing[key].id) != SubscriptionStatus.unsubscribed))
+    ])
     wanted = SubscriptionStatus.confirmed if options.confirmed else SubscriptionStatus.pending
     to_add = [] if complete else list(created.values())
     to_confirm: list[int] = []
@@ -479,6 +502,8 @@ class Known(NamedTuple):
     postal_code: str
     state: str
     attributes: str  # JSON text: parsed only when the file brings attributes
+    county: str = ""
+    timezone: str = ""
 
 
 def _existing(session: Session, keys: list[str]) -> dict[str, Known]:
@@ -486,7 +511,8 @@ def _existing(session: Session, keys: list[str]) -> dict[str, Known]:
         return {}
     s = SUBSCRIBERS.c
     query = select(s.email_key, s.id, s.first_name, s.last_name, s.postal_code, s.state,
-                   sql_cast(s.attributes, Text)).where(one_of(session, s.email_key, keys))
+                   sql_cast(s.attributes, Text), s.county, s.timezone,
+                   ).where(one_of(session, s.email_key, keys))
     return {key: Known(*rest) for key, *rest in session.execute(query).all()}
 
 
@@ -506,6 +532,8 @@ def _create_subscribers(session: Session, options: ImportOptions, new: list[Row]
             "last_name": pg_column([r.last_name for r in new]),
             "postal_code": pg_column([r.postal_code for r in new]),
             "state": pg_column([r.state for r in new]),
+            "county": pg_column([r.county for r in new]),
+            "timezone": pg_column([r.timezone for r in new]),
             "locale": pg_column([r.locale or "en" for r in new]),
             "attributes": pg_column(
                 [json.dumps(r.attributes) if r.attributes else "{}" for r in new]
@@ -526,7 +554,8 @@ def _create_subscribers(session: Session, options: ImportOptions, new: list[Row]
         {
             "email": r.email, "email_key": r.key, "first_name": r.first_name,
             "last_name": r.last_name, "postal_code": r.postal_code, "state": r.state,
-            "locale": r.locale or "en", "status": SubscriberStatus.active,
+            "county": r.county, "timezone": r.timezone, "locale": r.locale or "en",
+            "status": SubscriberStatus.active,
             "attributes": r.attributes, "created_at": now, "updated_at": now,
         }
         for r in new
@@ -535,31 +564,19 @@ def _create_subscribers(session: Session, options: ImportOptions, new: list[Row]
 
 
 def filled_details(known: Known, row: Row) -> dict[str, Any] | None:
-    """A known person's details once a row of a file is merged in, or None when it changes
-    nothing: blanks are filled from the row, a detail they have is never overwritten
-    (except that a postal code filled in brings its state along), attributes they lack
-    are added."""
-    first = known.first_name or row.first_name
-    last = known.last_name or row.last_name
-    postal, state = known.postal_code, known.state
-    if not postal and row.postal_code:
-        postal, state = row.postal_code, row.state or state
-    state = state or row.state
-    missing: dict[str, str] = {}
-    attributes: dict[str, Any] = {}
-    if row.attributes:
-        parsed = json.loads(known.attributes or "{}")
-        attributes = parsed if isinstance(parsed, dict) else {}
-        missing = {k: v for k, v in row.attributes.items() if k not in attributes}
-    if not missing and (first, last, postal, state) == (
-        known.first_name, known.last_name, known.postal_code, known.state
-    ):
+    """A known person's details once a row of a file is merged in (`merge_details`,
+    `merge_attributes`: the rules a staff addition follows too), or None when it changes
+    nothing."""
+    before = Details(known.first_name, known.last_name, known.postal_code, known.state,
+                     known.county, known.timezone)
+    after = merge_details(before, Details(row.first_name, row.last_name, row.postal_code,
+                                          row.state, row.county, row.timezone))
+    parsed = json.loads(known.attributes or "{}") if row.attributes or after != before else {}
+    attributes = parsed if isinstance(parsed, dict) else {}
+    merged = merge_attributes(attributes, row.attributes) if row.attributes else attributes
+    if after == before and merged is attributes:
         return None
-    if not row.attributes:
-        parsed = json.loads(known.attributes or "{}")
-        attributes = parsed if isinstance(parsed, dict) else {}
-    return {"first_name": first, "last_name": last, "postal_code": postal, "state": state,
-            "attributes": {**attributes, **missing}}
+    return {**asdict(after), "attributes": merged}
 
 
 def _fill_blanks(session: Session, rows: dict[str, Row], existing: dict[str, Known],
@@ -571,7 +588,9 @@ def _fill_blanks(session: Session, rows: dict[str, Row], existing: dict[str, Kno
         if details is not None:
             changes.append({"b_id": known.id, "b_first": details["first_name"],
                             "b_last": details["last_name"], "b_postal": details["postal_code"],
-                            "b_state": details["state"], "b_attributes": details["attributes"]})
+                            "b_state": details["state"], "b_county": details["county"],
+                            "b_timezone": details["timezone"],
+                            "b_attributes": details["attributes"]})
     if changes:
         changes.sort(key=lambda c: c["b_id"])  # lock order, as for inserts
         s = SUBSCRIBERS.c
@@ -580,11 +599,35 @@ def _fill_blanks(session: Session, rows: dict[str, Row], existing: dict[str, Kno
             .where(s.id == bindparam("b_id"))
             .values(first_name=bindparam("b_first"), last_name=bindparam("b_last"),
                     postal_code=bindparam("b_postal"), state=bindparam("b_state"),
+                    county=bindparam("b_county"), timezone=bindparam("b_timezone"),
                     attributes=bindparam("b_attributes", type_=s.attributes.type),
                     updated_at=now)
         )
         session.execute(statement, changes)
     return {c["b_id"] for c in changes}
+
+
+def _add_tags(session: Session, wanted: list[tuple[int, list[str]]]) -> None:
+    """Add each person's tags from the file (never removes one). A person keeps at most
+    TAGS_MAX tags: the file's tags beyond that are not added (in alphabetical order)."""
+    if not wanted:
+        return
+    t = TAGS.c
+    have: dict[int, set[str]] = {sid: set() for sid, _ in wanted}
+    query = select(t.subscriber_id, t.tag).where(
+        one_of(session, t.subscriber_id, list(have), ids=True))
+    for sid, tag in session.execute(query):
+        have[sid].add(tag)
+    pairs: list[dict[str, Any]] = []
+    for sid, tags in sorted(wanted):
+        room = TAGS_MAX - len(have[sid])
+        new = [tag for tag in tags if tag not in have[sid]][:max(0, room)]
+        have[sid].update(new)
+        pairs.extend({"subscriber_id": sid, "tag": tag} for tag in new)
+    if pairs:
+        session.execute(
+            insert_for(session, TAGS).on_conflict_do_nothing(
+                index_elements=["subscriber_id", "tag"]), pairs)
 
 
 def _subscription_statuses(session: Session, list_id: int,

@@ -23,7 +23,7 @@ from ..db import utcnow
 from ..fields import NAME_MAX, POSTAL_MAX, FieldError, check_locale
 from ..lists import public_lists
 from ..models import ConfirmationMail, MailingList, Subscriber, Subscription, SubscriptionStatus
-from ..postal import normalise_postal_code, state_for
+from ..postal import normalise_postal_code, place_columns
 from ..queue import MAIL_RETRY, enqueue_after_commit
 from ..subscribers import (
     Evidence,
@@ -156,7 +156,8 @@ def apply(
             setattr(subscriber, name, value)
             applied.profile.append(name)
     if "postal_code" in applied.profile:
-        subscriber.state = state_for(data.postal_code)
+        for name, value in place_columns(data.postal_code).items():
+            setattr(subscriber, name, value)
     if applied.profile:
         # The ledger names the fields, not their values: it outlives profile edits.
         record_consent(

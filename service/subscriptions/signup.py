@@ -29,7 +29,7 @@ from ..models import (
     SubscriptionStatus,
 )
 from ..observability import metrics
-from ..postal import normalise_postal_code, state_for
+from ..postal import normalise_postal_code, place_columns
 from ..queue import MAIL_RETRY, enqueue_after_commit
 from ..subscribers import (
     Evidence,
@@ -150,7 +150,7 @@ def _get_or_create_subscriber(session: Session, data: Validated) -> tuple[Subscr
         first_name=data.first_name,
         last_name=data.last_name,
         postal_code=data.postal_code,
-        state=state_for(data.postal_code),
+        **place_columns(data.postal_code),
         locale=data.lang,
         attributes={},
     )
@@ -206,9 +206,10 @@ def may_send_confirmation(
 _PG_NEW_SIGNUP = text("""
 WITH new AS (
     INSERT INTO subscribers (email, email_key, first_name, last_name, postal_code, state,
-                             locale, status, attributes, created_at, updated_at)
-    SELECT :email, :email_key, :first_name, :last_name, :postal_code, :state, :locale,
-           'active', CAST('{}' AS json), :now, :now
+                             county, timezone, locale, status, attributes, created_at,
+                             updated_at)
+    SELECT :email, :email_key, :first_name, :last_name, :postal_code, :state, :county,
+           :timezone, :locale, 'active', CAST('{}' AS json), :now, :now
     WHERE NOT EXISTS (SELECT 1 FROM suppressions
                       WHERE email_hash = :email_hash AND reason <> 'erased')
     ON CONFLICT (email_key) DO NOTHING
@@ -237,7 +238,7 @@ def _signup_new_address_pg(session: Session, data: Validated, list_ids: list[int
     row = session.execute(_PG_NEW_SIGNUP, {
         "email": data.email, "email_key": email_key(data.email),
         "first_name": data.first_name, "last_name": data.last_name,
-        "postal_code": data.postal_code, "state": state_for(data.postal_code),
+        "postal_code": data.postal_code, **place_columns(data.postal_code),
         "locale": data.lang, "now": utcnow(), "list_ids": list_ids,
         "list_key": list_key(list_ids), "email_hash": email_hash(data.email),
         **consent_fields("signup", evidence),

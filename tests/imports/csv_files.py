@@ -27,6 +27,6 @@ def people(n: int, *, start: int = 0, invalid_every: int = 0) -> list[list[str]]
         email = f"person{i}@example{i % 7}.org"
         if invalid_every and i % invalid_every == invalid_every - 1:
             email = f"person{i}.example.org"  # no @
-        rows.append([email, f"First{i}", f"Last{i}", f"{94100 + i % 50:05d}",
+        rows.append([email, f"First{i}", f"Last{i}", f"{94101 + i % 50:05d}",
                      "es" if i % 4 == 0 else "en", f"20{10 + i % 15}"])
     return rows

@@ -107,7 +107,7 @@ def test_blanks_are_filled_and_nothing_is_overwritten() -> None:
         row(first_name="Anabel", last_name="Ruiz", postal_code="94110", state="CA"),
     )
     assert details == {"first_name": "Ana", "last_name": "Ruiz", "postal_code": "10001",
-                       "state": "NY", "attributes": {}}
+                       "state": "NY", "county": "", "timezone": "", "attributes": {}}
 
 
 def test_nothing_to_fill_changes_nothing() -> None:
