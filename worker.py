@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 
 from service import config, create_app, db
 from service.queue import task_queue
@@ -49,6 +50,10 @@ def main() -> None:
     parser.add_argument("--name", default=None, help="worker name (default: RQ's)")
     args = parser.parse_args()
     app = create_app()
+    niceness = config.settings(app).worker_niceness
+    if niceness:
+        # Before anything forks (the scheduler, the render pool): they inherit it.
+        os.nice(niceness)
     with app.app_context():
         from service.campaigns.recovery import WATCH_SECONDS, schedule_watchdog
 

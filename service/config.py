@@ -75,6 +75,10 @@ class Settings:
     # Imports run as a job: a running import whose heartbeat (one per chunk) is
     # older than this lease was abandoned by a killed worker and is queued again.
     import_lease_seconds: int = 120
+    # `worker.py` lowers its own CPU priority by this much (os.nice) at start, so that on a
+    # machine shared with the web processes a long send leaves them the CPU they need.
+    # 0 (the default) leaves it unchanged; 1–19 are valid.
+    worker_niceness: int = 0
     # Every staff user must use two-factor authentication: one without it is sent to
     # enrolment after the password and can do nothing else until enrolled.
     staff_require_2fa: bool = False
@@ -130,6 +134,7 @@ class Settings:
             import_lease_seconds=int(
                 env.get("IMPORT_LEASE_SECONDS", cls.import_lease_seconds)
             ),
+            worker_niceness=int(env.get("WORKER_NICENESS", cls.worker_niceness)),
             staff_require_2fa=_bool(env.get("STAFF_REQUIRE_2FA")),
             preferences_fresh_days=int(
                 env.get("PREFERENCES_FRESH_DAYS", cls.preferences_fresh_days)
@@ -159,6 +164,8 @@ class Settings:
             check_signing_key("SECRET_KEY", secret_key)
             for fallback in self.secret_key_fallbacks:
                 check_signing_key("SECRET_KEY_FALLBACKS", fallback)
+        if not 0 <= self.worker_niceness <= 19:
+            raise ConfigError(f"WORKER_NICENESS must be 0–19, not {self.worker_niceness}")
         return replace(
             self,
             database_url=database_url,
