@@ -5,7 +5,7 @@
 Creates and migrates a scratch PostgreSQL database, COPYs in NEWSLETTER confirmed
 subscribers of `newsletter`, the first ALERT of whom are also confirmed on
 `action-alerts`, claims a Redis database of its own, starts the SendGrid sink recording
-every accepted recipient (`--record FILE --no-content`, port 18360) and 2 `python
+every accepted recipient (`--record FILE --no-content`, port 18345) and 2 `python
 worker.py` processes, then, through the real code path (`drafts.create_draft` +
 `drafts.act("send")`):
 
@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import harness  # noqa: E402
 from bench.campaign import BODY, seed  # noqa: E402
 
-SINK_PORT = 18360
+SINK_PORT = 18345
 RATIO_TARGET = 1.5
 ALERT_BODY = """# Act today
 
