@@ -12,7 +12,9 @@ campaign's `sent`) it reads:
   database's `xact_commit` and `tup_inserted/updated` from `pg_stat_database`;
 - Redis: `INFO commandstats` before and after (calls per command);
 - after the send: `pg_total_relation_size` of `deliveries` and `batches` (table, indexes,
-  TOAST) divided by their rows, and the heap alone.
+  TOAST) divided by their rows, and the heap alone;
+- then the WAL of `--signups` public signups (new addresses, one list) posted through the
+  app's test client in this process, after a checkpoint.
 
 WAL and `INFO commandstats` count the whole server, not one database: run it on servers
 nobody else uses (see docs/scaling.md for the throw-away servers the figures came from).
@@ -49,6 +51,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("n", nargs="?", type=int, default=100_000, help="recipients")
     parser.add_argument("--port", type=int, default=SINK_PORT, help="the sink's port")
+    parser.add_argument("--signups", type=int, default=2000)
     parser.add_argument("--timeout", type=float, default=900.0)
     args = parser.parse_args()
     harness.sigterm_exits()
@@ -66,7 +69,8 @@ def main() -> int:
         app = None
         try:
             seed(url, args.n, 0.0)
-            env = harness.worker_env(url, redis_url, args.port)
+            env = harness.worker_env(url, redis_url, args.port,
+                                     SIGNUP_RATE_LIMIT="100000000/minute")
             sink = procs.start("sink", harness.sink_command(args.port, "--count-only"), env)
             harness.wait_http(args.port, "/_sink/stats", sink)
             for k in range(2):
@@ -75,7 +79,7 @@ def main() -> int:
             os.environ.update({key: env[key] for key in (
                 "DATABASE_URL", "REDIS_URL", "QUEUE_PREFIX", "SECRET_KEY", "SENDGRID_API_KEY",
                 "SENDGRID_API_HOST", "PUBLIC_URL", "MAIL_FROM", "ORG_NAME",
-                "ORG_POSTAL_ADDRESS")})
+                "ORG_POSTAL_ADDRESS", "SIGNUP_RATE_LIMIT")})
             from service import create_app, db
             from service.campaigns.drafts import CampaignIn, act, create_draft
             from service.models import Campaign
@@ -142,6 +146,18 @@ def main() -> int:
                 conn.execute(text("VACUUM deliveries"))
                 after_vacuum = conn.execute(text(
                     "SELECT pg_total_relation_size('deliveries')")).scalar_one()
+
+            # The WAL of signups (new addresses, one list each).
+            client = app.test_client()
+            with engine.connect() as conn:
+                conn.execute(text("CHECKPOINT"))
+            wal_signup0 = pg_counters()[0]
+            for i in range(args.signups):
+                answer = client.post("/api/v1/subscriptions", json={
+                    "email": f"footprint{i}@example.org", "lists": ["newsletter"],
+                    "first_name": "Ana", "last_name": "García", "postal_code": "94110"})
+                assert answer.status_code == 202, answer.get_data(as_text=True)
+            wal_signups = pg_counters()[0] - wal_signup0
             app.extensions["db"].engine.dispose()
         finally:
             procs.stop_all()
@@ -172,6 +188,9 @@ def main() -> int:
           f"({total_size / rows:,.0f} bytes/recipient: heap {heap / rows:,.0f}, indexes "
           f"{indexes / rows:,.0f}); after VACUUM {after_vacuum / rows:,.0f} bytes/recipient; "
           f"batches: {batch_size / batches:,.0f} bytes/batch")
+    if args.signups:
+        print(f"signups: {wal_signups / args.signups:,.0f} bytes of WAL per signup "
+              f"({args.signups:,} new addresses, one list, after a checkpoint)")
     return 0
 
 
