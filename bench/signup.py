@@ -26,7 +26,8 @@ of them is sent through the real code path (`drafts.act("send")`) and, from its 
 the same number of signups is posted again. It prints both, the ratio of their throughputs
 (target ≥ 60 %), the p99 during the campaign (target ≤ 100 ms), `/healthz` in both phases,
 and how fast the campaign went while the signups ran; the campaign must still be sending
-when the second phase ends, or the phase did not measure what it claims.
+when the second phase ends, or the phase did not measure what it claims (`--sink-slow-ms`
+makes a small campaign last: the smoke test's).
 """
 
 from __future__ import annotations
@@ -157,6 +158,9 @@ def main() -> int:
     parser.add_argument("--campaign-workers", type=int, default=2)
     parser.add_argument("--niceness", type=int, default=0,
                         help="WORKER_NICENESS of the campaign's workers")
+    parser.add_argument("--sink-slow-ms", type=int, default=0,
+                        help="the sink answers every request this much later (small smoke "
+                             "runs: a small campaign then lasts the whole phase)")
     args = parser.parse_args()
     if args.during_campaign:
         return during_campaign(args)
@@ -258,7 +262,10 @@ def during_campaign(args: argparse.Namespace) -> int:
                 "--log-level", "warning", "--timeout", "120", "--backlog", "2048",
                 "-b", f"127.0.0.1:{args.port}", "service:create_app()"], env)
             harness.wait_http(args.port, "/healthz", gunicorn)
-            sink = procs.start("sink", harness.sink_command(args.port + 1, "--count-only"), env)
+            slow = (["--fault-rate", "1", "--faults", "slow",
+                     "--slow-seconds", str(args.sink_slow_ms / 1000)] if args.sink_slow_ms else [])
+            sink = procs.start("sink", harness.sink_command(args.port + 1, "--count-only",
+                                                            *slow), env)
             harness.wait_http(args.port + 1, "/_sink/stats", sink)
             worker_env = {**env, "WORKER_NICENESS": str(args.niceness)}
             for k in range(args.campaign_workers):
