@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 
 from service import config, create_app, db
 from service.queue import task_queue
@@ -43,12 +44,21 @@ def watch_pass() -> None:
         log.exception("campaign watch failed")
 
 
+def lower_priority(niceness: int) -> None:
+    """Lower this process's CPU priority by `niceness` (WORKER_NICENESS; 0: unchanged)."""
+    if niceness > 0:
+        os.nice(niceness)
+        log.info("worker niceness raised by %d (now %d)", niceness, os.nice(0))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
     parser.add_argument("--name", default=None, help="worker name (default: RQ's)")
     args = parser.parse_args()
     app = create_app()
+    # Before anything forks (the scheduler, the render pool): they inherit it.
+    lower_priority(config.settings(app).worker_niceness)
     with app.app_context():
         from service.campaigns.recovery import WATCH_SECONDS, schedule_watchdog
 

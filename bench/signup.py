@@ -17,6 +17,17 @@ The reference, in the same run and with the same clients, is `GET /healthz` on t
 server (one `SELECT 1` and one Redis PING). At the end the database must hold exactly one
 subscriber, one pending subscription and one consent record per accepted (202) request,
 and Redis one confirmation job for each (without `--worker`).
+
+With `--during-campaign` the bench first COPYs in CAMPAIGN_SIZE confirmed subscribers
+(default 1,000,000) and starts the sink and CAMPAIGN_WORKERS `python worker.py` (default 2,
+with WORKER_NICENESS=`--niceness`), then measures twice with the same clients: *idle* (the
+workers only send the confirmation mails), then *during the campaign*: a newsletter to all
+of them is sent through the real code path (`drafts.act("send")`) and, from its first 202,
+the same number of signups is posted again. It prints both, the ratio of their throughputs
+(target ≥ 60 %), the p99 during the campaign (target ≤ 100 ms), `/healthz` in both phases,
+and how fast the campaign went while the signups ran; the campaign must still be sending
+when the second phase ends, or the phase did not measure what it claims (`--sink-slow-ms`
+makes a small campaign last: the smoke test's).
 """
 
 from __future__ import annotations
@@ -141,7 +152,18 @@ def main() -> int:
                         help="run one `python worker.py` (to a sink) during the measurement")
     parser.add_argument("--port", type=int, default=APP_PORT,
                         help="gunicorn port (the sink takes the next one)")
+    parser.add_argument("--during-campaign", action="store_true",
+                        help="measure idle, then again while a campaign sends")
+    parser.add_argument("--campaign-size", type=int, default=1_000_000)
+    parser.add_argument("--campaign-workers", type=int, default=2)
+    parser.add_argument("--niceness", type=int, default=0,
+                        help="WORKER_NICENESS of the campaign's workers")
+    parser.add_argument("--sink-slow-ms", type=int, default=0,
+                        help="the sink answers every request this much later (small smoke "
+                             "runs: a small campaign then lasts the whole phase)")
     args = parser.parse_args()
+    if args.during_campaign:
+        return during_campaign(args)
     harness.sigterm_exits()
     for port in (args.port, args.port + 1):
         harness.require_free_port(port)
@@ -211,6 +233,145 @@ def main() -> int:
             print(f"lost signups: {lost}" + ("" if ok else "  MISMATCH"))
             return 0 if ok and signups.statuses.get(202, 0) == args.requests else 1
         finally:
+            procs.stop_all()
+
+
+def during_campaign(args: argparse.Namespace) -> int:
+    """Signups idle, then signups while a campaign sends on the same machine."""
+    from sqlalchemy import create_engine, text
+
+    from bench.campaign import BODY, seed
+
+    harness.sigterm_exits()
+    for port in (args.port, args.port + 1):
+        harness.require_free_port(port)
+    tag = secrets.token_hex(3)
+    warmup = min(500, max(50, args.requests // 20))
+    with tempfile.TemporaryDirectory(prefix="bench-signup-") as tmp, \
+            harness.scratch_database("signup") as url, \
+            harness.redis_database("signup") as redis_url:
+        procs = harness.Processes(Path(tmp))
+        app = None
+        try:
+            seed(url, args.campaign_size, 0.0)
+            env = harness.worker_env(url, redis_url, args.port + 1,
+                                     SIGNUP_RATE_LIMIT="100000000/minute",
+                                     FORM_ALLOWED_ORIGINS="https://www.example.org")
+            gunicorn = procs.start("gunicorn", [
+                str(harness.BIN / "gunicorn"), "-w", str(args.workers),
+                "--log-level", "warning", "--timeout", "120", "--backlog", "2048",
+                "-b", f"127.0.0.1:{args.port}", "service:create_app()"], env)
+            harness.wait_http(args.port, "/healthz", gunicorn)
+            slow = (["--fault-rate", "1", "--faults", "slow",
+                     "--slow-seconds", str(args.sink_slow_ms / 1000)] if args.sink_slow_ms else [])
+            sink = procs.start("sink", harness.sink_command(args.port + 1, "--count-only",
+                                                            *slow), env)
+            harness.wait_http(args.port + 1, "/_sink/stats", sink)
+            worker_env = {**env, "WORKER_NICENESS": str(args.niceness)}
+            for k in range(args.campaign_workers):
+                procs.start(f"worker{k}", [harness.PYTHON, "worker.py", "--name",
+                                           f"bench-signup-{os.getpid()}-{k}"], worker_env)
+
+            os.environ.update({key: env[key] for key in (
+                "DATABASE_URL", "REDIS_URL", "QUEUE_PREFIX", "SECRET_KEY", "SENDGRID_API_KEY",
+                "SENDGRID_API_HOST", "PUBLIC_URL", "MAIL_FROM", "ORG_NAME",
+                "ORG_POSTAL_ADDRESS")})
+            from service import create_app, db
+            from service.campaigns.drafts import CampaignIn, act, create_draft
+            from service.campaigns.sending import counts
+            from service.models import Campaign
+
+            app = create_app()
+
+            def sent_so_far(campaign_id: int) -> tuple[str, int]:
+                with app.app_context():
+                    session = db.session()
+                    row = session.get(Campaign, campaign_id)
+                    status = row.status.value if row else "missing"
+                    sent = counts(session, campaign_id)["sent"]
+                    session.rollback()
+                return str(status), sent
+
+            load_run(args.port, "signup", f"warm{tag}", 0, warmup, args.clients)
+            load_run(args.port, "healthz", tag, 0, warmup, args.clients)
+            load_idle = harness.load()
+            idle = load_run(args.port, "signup", tag, 0, args.requests, args.clients)
+            idle_ref = load_run(args.port, "healthz", tag, 0, args.requests, args.clients)
+
+            with app.app_context():
+                session = db.session()
+                campaign = create_draft(session, CampaignIn().load({
+                    "name": "Bench newsletter", "kind": "newsletter",
+                    "subject": "News from {{ state }}, {{ first_name }}", "body": BODY,
+                    "lists": ["newsletter"]}), "bench")
+                session.commit()
+                campaign_id = campaign.id
+                act(session, campaign, "send", "bench")
+                session.commit()
+            t_send = time.perf_counter()
+            while sent_so_far(campaign_id)[1] == 0:  # (the sink counts confirmations too)
+                if time.perf_counter() - t_send > 600:
+                    raise RuntimeError("the campaign sent nothing in 600 s")
+                time.sleep(0.02)
+            load_during = harness.load()
+            sent_before = sent_so_far(campaign_id)[1]
+            t_phase = time.perf_counter()
+            during = load_run(args.port, "signup", tag, args.requests, args.requests,
+                              args.clients)
+            during_ref = load_run(args.port, "healthz", tag, 0, args.requests, args.clients)
+            phase = time.perf_counter() - t_phase
+            status_after, sent_after = sent_so_far(campaign_id)
+            load_end = harness.load()
+
+            accepted = idle.statuses.get(202, 0) + during.statuses.get(202, 0) + warmup
+            engine = create_engine(url)
+            with engine.connect() as conn:
+                subscribers, subscriptions, consents = conn.execute(text("""
+                    SELECT (SELECT count(*) FROM subscribers WHERE email LIKE 'bench-%'),
+                           (SELECT count(*) FROM subscriptions WHERE status = 'pending'),
+                           (SELECT count(*) FROM consent_records WHERE action = 'signup')
+                """)).one()
+            engine.dispose()
+
+            rate = {name: len(r.latencies) / (r.ended - r.started)
+                    for name, r in (("idle", idle), ("during", during), ("idle_ref", idle_ref),
+                                    ("during_ref", during_ref))}
+            lat = sorted(during.latencies)
+            p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
+            print(f"{args.requests:,} signups per phase, {args.clients} clients (2 processes), "
+                  f"gunicorn -w {args.workers} (sync), PostgreSQL + Redis; "
+                  f"{args.campaign_workers} worker.py (WORKER_NICENESS={args.niceness}) "
+                  f"sending the confirmations, then also a {args.campaign_size:,}-recipient "
+                  f"newsletter to the sink")
+            print(describe("idle: POST signups", idle))
+            print(describe("idle: GET /healthz", idle_ref))
+            print(describe("campaign: POST signups", during))
+            print(describe("campaign: GET /healthz", during_ref))
+            print(f"load average: idle phase {load_idle}, campaign phase {load_during}, "
+                  f"end {load_end}")
+            print(f"campaign during the phase ({phase:.1f} s): {sent_before:,} -> "
+                  f"{sent_after:,} sent ({(sent_after - sent_before) / phase:,.0f} "
+                  f"recipients/s), still {status_after}")
+            share = rate["during"] / rate["idle"]
+            verdict = "met" if share >= 0.6 and p99 <= 100 else "MISSED"
+            print(f"signups during / idle: {share:.1%} (target ≥ 60 %); p99 during "
+                  f"{p99:.1f} ms (target ≤ 100 ms): {verdict}; idle signups / idle /healthz "
+                  f"{rate['idle'] / rate['idle_ref']:.1%}")
+            print(f"accepted (202, incl. {warmup} warm-up): {accepted:,}; in the database: "
+                  f"{subscribers:,} subscribers, {subscriptions:,} pending subscriptions, "
+                  f"{consents:,} consent records")
+            ok = subscribers == subscriptions == consents == accepted
+            print(f"lost signups: {accepted - subscribers}" + ("" if ok else "  MISMATCH"))
+            if status_after != "sending":
+                print("NOT MEASURED: the campaign ended before the signups did "
+                      "(make --campaign-size larger)")
+                ok = False
+            complete = (idle.statuses.get(202, 0) == during.statuses.get(202, 0)
+                        == args.requests)
+            return 0 if ok and complete else 1
+        finally:
+            if app is not None:
+                app.extensions["db"].engine.dispose()
             procs.stop_all()
 
 

@@ -75,6 +75,10 @@ class Settings:
     # Imports run as a job: a running import whose heartbeat (one per chunk) is
     # older than this lease was abandoned by a killed worker and is queued again.
     import_lease_seconds: int = 120
+    # `worker.py` lowers its own CPU priority by this much (os.nice) at start, so that on a
+    # machine shared with the web processes a long send leaves them the CPU they need.
+    # 0 (the default) leaves it unchanged; 1–19 are valid.
+    worker_niceness: int = 0
     # Every staff user must use two-factor authentication: one without it is sent to
     # enrolment after the password and can do nothing else until enrolled.
     staff_require_2fa: bool = False
@@ -130,6 +134,7 @@ class Settings:
             import_lease_seconds=int(
                 env.get("IMPORT_LEASE_SECONDS", cls.import_lease_seconds)
             ),
+            worker_niceness=_niceness(env.get("WORKER_NICENESS")),
             staff_require_2fa=_bool(env.get("STAFF_REQUIRE_2FA")),
             preferences_fresh_days=int(
                 env.get("PREFERENCES_FRESH_DAYS", cls.preferences_fresh_days)
@@ -159,6 +164,9 @@ class Settings:
             check_signing_key("SECRET_KEY", secret_key)
             for fallback in self.secret_key_fallbacks:
                 check_signing_key("SECRET_KEY_FALLBACKS", fallback)
+        if not 0 <= self.worker_niceness <= 19:  # (set through with_overrides)
+            raise ConfigError(f"WORKER_NICENESS must be a whole number from 0 to 19, not "
+                              f"{self.worker_niceness}")
         return replace(
             self,
             database_url=database_url,
@@ -175,6 +183,20 @@ class Settings:
     @property
     def uses_redis(self) -> bool:
         return bool(self.redis_url)
+
+
+def _niceness(value: str | None) -> int:
+    """WORKER_NICENESS: a whole number from 0 to 19 (unset or empty: 0)."""
+    if value is None or not value.strip():
+        return 0
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise ConfigError(f"WORKER_NICENESS must be a whole number from 0 to 19, not "
+                          f"{value[:40]!r}") from None
+    if not 0 <= number <= 19:
+        raise ConfigError(f"WORKER_NICENESS must be a whole number from 0 to 19, not {number}")
+    return number
 
 
 def check_signing_key(name: str, key: str) -> None:

@@ -59,3 +59,32 @@ def test_the_service_does_not_start_with_a_weak_key(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert f"SECRET_KEY must be at least {MIN_SECRET_KEY_BYTES} bytes" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "20", "1e3", "5\u202e", "9" * 5000, "0x5"])
+def test_worker_niceness_refuses_anything_but_0_to_19(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="WORKER_NICENESS"):
+        production(SECRET_KEY=GOOD_KEY, WORKER_NICENESS=value).resolved(str(tmp_path))
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, 0), ("", 0), ("0", 0), (" 10 ", 10),
+                                                 ("19", 19)])
+def test_worker_niceness_is_read(tmp_path: Path, value: str | None, expected: int) -> None:
+    env = {"SECRET_KEY": GOOD_KEY} | ({} if value is None else {"WORKER_NICENESS": value})
+    assert production(**env).resolved(str(tmp_path)).worker_niceness == expected
+
+
+def test_an_override_out_of_range_is_refused(tmp_path: Path) -> None:
+    settings = production(SECRET_KEY=GOOD_KEY).with_overrides({"worker_niceness": 25})
+    with pytest.raises(ConfigError, match="WORKER_NICENESS"):
+        settings.resolved(str(tmp_path))
+
+
+def test_the_worker_lowers_its_priority_by_the_setting(tmp_path: Path) -> None:
+    """In a child process: a niceness, once raised, cannot be lowered again."""
+    code = ("import os, worker; before = os.nice(0); worker.lower_priority(7); "
+            "worker.lower_priority(0); print(os.nice(0) - before)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT,
+                            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+                            capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "7"
