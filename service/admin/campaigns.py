@@ -21,9 +21,9 @@ from sqlalchemy.orm import Session, selectinload
 from werkzeug.datastructures import MultiDict
 
 from .. import db
-from ..campaigns import drafts
+from ..campaigns import drafts, segments
 from ..campaigns.audience import audience_count, count_audience
-from ..campaigns.drafts import CampaignIn, CampaignPatch, SegmentIn, SendIn, TestIn
+from ..campaigns.drafts import CampaignIn, CampaignPatch, SendIn, TestIn
 from ..campaigns.progress import campaign_progress
 from ..campaigns.render import ContentError
 from ..campaigns.sending import counts_by_campaign
@@ -264,11 +264,12 @@ def campaign_audience() -> Any:
     session = db.session()
     try:
         lists = drafts.resolve_lists(session, values["lists"])
-        segment = SegmentIn().load(schema_input(values)["segment"])
+        segment = segments.load(session, schema_input(values)["segment"]).as_json()
     except drafts.UnknownLists as exc:
         return jsonify({"errors": {"lists": str(exc)}}), 422
-    except ValidationError as exc:
-        return jsonify({"errors": _flatten({"segment": exc.messages})}), 422
+    except segments.SegmentError as exc:
+        return jsonify({"errors": _flatten({f"segment.{k}": v for k, v in exc.errors.items()})
+                        }), 422
     return jsonify({"count": count_audience(session, [ml.id for ml in lists], segment)})
 
 
