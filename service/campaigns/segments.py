@@ -468,9 +468,11 @@ def _did(event: str, e: Engagement, now: datetime) -> Any:
         Delivery.status == DeliveryStatus.sent,
         Delivery.campaign_id.in_(_recent_campaigns(cutoff)),
         Delivery.sent_at >= cutoff,
+        # (through the delivery's own subscriber id: the same person, and no third
+        # level of correlation for the planner)
         exists().where(CampaignEventUnique.campaign_id == Delivery.campaign_id,
                        CampaignEventUnique.event == event,
-                       CampaignEventUnique.recipient == recipient),
+                       CampaignEventUnique.recipient == cast(Delivery.subscriber_id, String)),
     )
 
 
