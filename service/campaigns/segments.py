@@ -84,6 +84,9 @@ COUNTY_MAX = 100         # Subscriber.county
 POSTAL_PREFIX_MAX = 10
 US_STATE = re.compile(r"^[A-Za-z]{2}$")
 MAX_CAMPAIGN_ID = 2**31 - 1
+# Up to this many values of one attribute, PostgreSQL asks the GIN index (a narrow
+# target); beyond it, each row's value is read once (bench/audience.py).
+GIN_VALUES_MAX = 4
 
 LIST_PARTS = ("states", "postal_prefixes", "locales", "counties", "tags_any", "tags_none")
 ENGAGEMENT_PARTS = ("opened", "not_opened", "clicked", "not_clicked", "received",
@@ -406,16 +409,23 @@ class _AttributeIs(FunctionElement[bool]):
 @compiles(_AttributeIs, "postgresql")
 def _attribute_pg(element: _AttributeIs, compiler: Any, **kw: Any) -> str:
     column = list(element.clauses)[0]
+    key = literal(element.key)
     if element.values is None:
-        expr: ColumnElement[bool] = func.coalesce(column.op("->>")(literal(element.key)),
-                                                  "") == ""
+        expr: ColumnElement[bool] = func.coalesce(column.op("->>")(key), "") == ""
+    elif len(element.values) > GIN_VALUES_MAX:
+        # Many values: a broad target, read row by row; one cast per row is far cheaper
+        # there than a json → jsonb cast per value, and jsonb equality keeps "5" apart
+        # from 5 as containment does (and lets the planner expect many rows).
+        expr = cast(column, JSONB).op("->")(key).in_(
+            [cast(literal(json.dumps(v)), JSONB) for v in element.values])
     else:
         # One containment per value: each is a lookup in the GIN index on
         # (attributes::jsonb), OR-ed in a BitmapOr.
         as_jsonb = cast(column, JSONB)
         expr = or_(*(as_jsonb.op("@>")(cast(literal(json.dumps({element.key: v})), JSONB))
                      for v in element.values))
-    return str(compiler.process(expr, **kw))
+    # Parenthesised: the condition is one term of the audience's AND.
+    return f"({compiler.process(expr, **kw)})"
 
 
 @compiles(_AttributeIs)
@@ -503,8 +513,12 @@ def conditions(segment: Segment, now: datetime | None = None) -> list[Any]:
     if segment.locales:
         out.append(Subscriber.locale.in_(segment.locales))
     if segment.counties:
-        out.append(or_(*(and_(Subscriber.county == county, Subscriber.state == state)
-                         for county, state in segment.counties)))
+        # One term per state, `county IN (…)` inside: a short OR even for many counties.
+        by_state: dict[str, list[str]] = {}
+        for county, state in segment.counties:
+            by_state.setdefault(state, []).append(county)
+        out.append(or_(*(and_(Subscriber.state == state, Subscriber.county.in_(names))
+                         for state, names in by_state.items())))
     for key, values in segment.attributes:
         out.append(_AttributeIs(Subscriber.__table__.c.attributes, key, values))
     if segment.tags_any:

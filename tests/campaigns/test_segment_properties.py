@@ -294,6 +294,10 @@ def test_each_filter_alone_selects_someone_and_not_everyone(app: Flask) -> None:
                False, {0: 1, 1: 20}, {(0, "open"), (1, "click")}),
         Person("CA", "", "94110", "es", SubscriberStatus.active, {"cd": 5}, set(), 20,
                {"newsletter": SubscriptionStatus.confirmed}, False, {1: None}, set()),
+        # on another list only: every filter's OR stays inside its own parentheses
+        Person("NY", "Kings County", "11201", "en", SubscriberStatus.active,
+               {"cd": "NY-12"}, {"volunteer"}, 2, {"action-alerts": SubscriptionStatus.confirmed},
+               False, {0: 1}, {(0, "open")}),
     ]
     pids, cids = store(people)
     session = db.session()
@@ -308,12 +312,17 @@ def test_each_filter_alone_selects_someone_and_not_everyone(app: Flask) -> None:
         {"not_clicked": {"within_days": 30}}, {"received": {"campaigns": [1]}},
         {"not_received": {"within_days": 3}}, {"joined_after": "2025-01-10"},
         {"joined_before": "2025-01-10"}, {"opened": {"within_days": 3}},
+        {"attributes": {"cd": ["NY-10", "NY-12"]}},
+        {"attributes": {"cd": ["NY-9", "NY-1", "NY-2", "NY-3", "NY-10", "NY-12"]}},
+        {"counties": ["Kings County, NY", "Queens County, NY", "Kings County, CA"]},
+        {"tags_any": ["volunteer", "donor"]}, {"postal_prefixes": ["94", "112"]},
     ]
     for sample in samples:
         got = set(session.scalars(audience_query(newsletter, with_ids(sample, cids), now=NOW)))
         want = expected(people, pids, ["newsletter"], sample)
         assert got == want, sample
-        if sample not in ({"attributes": {"cd": ["5"]}}, {"attributes": {"cd": None}}):
+        if sample not in ({"attributes": {"cd": ["5"]}}, {"attributes": {"cd": None}},
+                          {"postal_prefixes": ["94", "112"]}):
             assert len(want) == 1, (sample, want)
     # {"cd": 5} (a number) is not the text "5", and is an attribute
     assert not set(session.scalars(audience_query(newsletter, {"attributes": {"cd": ["5"]}})))
