@@ -75,3 +75,10 @@ def test_chaos_bench_small():
                     "--port", "18353")
     assert "lost: 0" in out and "OK: nobody lost" in out, out
     assert "kill-to-resume" in out, out
+
+
+def test_audience_bench_small():
+    out = run_bench("audience", "audience.py", "3000", "--explain", timeout=180)
+    assert "newsletter, attr+tag+county+not_opened" in out
+    assert "ratio segment / plain" in out and "ratio segment / list only" in out
+    assert "Execution Time" in out  # the count's EXPLAIN ANALYZE is printed
