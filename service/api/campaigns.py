@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from .. import db
 from ..auth import require_role
-from ..campaigns.audience import FOLLOWING, audience_count, effective_segment
+from ..campaigns.audience import audience_count, effective_segment, is_frozen
 from ..campaigns.drafts import (
     CampaignIn,
     CampaignPatch,
@@ -51,7 +51,7 @@ def campaign_out(c: Campaign) -> dict[str, Any]:
         # follows a saved segment (`segment_id`), that segment as it is now; once
         # sending starts, the copy the audience was frozen with.
         "segment": effective_segment(db.session(), c), "segment_id": c.segment_id,
-        "segment_frozen": c.status not in FOLLOWING,
+        "segment_frozen": is_frozen(c),
         "variants": c.variants, "source_code": c.source_code,
         "send_at": c.send_at.isoformat() if c.send_at else None,
         "started_at": c.started_at.isoformat() if c.started_at else None,

@@ -59,11 +59,19 @@ def audience_query(list_ids: list[int], segment: dict[str, Any] | None,
 FOLLOWING = (CampaignStatus.draft, CampaignStatus.scheduled)
 
 
+def is_frozen(campaign: Campaign) -> bool:
+    """Whether the campaign's audience was frozen (sending started, `started_at` is set in
+    the same transaction as the freeze): from then on its `segment` is the copy the freeze
+    used. A campaign cancelled or failed before it started still shows the saved segment
+    it followed."""
+    return campaign.started_at is not None
+
+
 def effective_segment(session: Session | None, campaign: Campaign) -> dict[str, Any]:
     """The segment a campaign's audience uses now: the saved segment it follows
     (`segment_id`) until its audience is frozen, its own `segment` otherwise."""
     session = session or object_session(campaign)
-    if campaign.segment_id is not None and campaign.status in FOLLOWING and session:
+    if campaign.segment_id is not None and not is_frozen(campaign) and session:
         row = session.get(SavedSegment, campaign.segment_id)
         if row is not None:
             return dict(row.segment)
