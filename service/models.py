@@ -22,9 +22,11 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    cast,
     false,
     func,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .db import Base, utcnow
@@ -166,6 +168,16 @@ class SubscriberTag(Base):
 # Case-insensitive name prefix search (migration 0500).
 Index("ix_subscribers_first_name_prefix", func.lower(Subscriber.first_name))
 Index("ix_subscribers_last_name_prefix", func.lower(Subscriber.last_name))
+# Segments on attributes (migration 1600, PostgreSQL only): `attributes` is JSON, and a
+# segment's `{"cd": ["NY-10"]}` asks `attributes::jsonb @> '{"cd": "NY-10"}'`, which this
+# GIN index on the expression answers (jsonb_path_ops: containment only, a third of the
+# size of the default operator class).
+Index(
+    "ix_subscribers_attributes_gin",
+    cast(Subscriber.attributes, JSONB),
+    postgresql_using="gin",
+    postgresql_ops={"anon_1": "jsonb_path_ops"},
+).ddl_if(dialect="postgresql")
 
 
 class MailingList(Base):
@@ -393,8 +405,13 @@ class Campaign(Base):
     format: Mapped[ContentFormat] = mapped_column(default=ContentFormat.markdown)
     # {"es": {"subject": ..., "body": ...}}
     variants: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    # {"states": [...], "postal_prefixes": [...], "locales": [...]}
+    # The segment's JSON (`campaigns.segments`). With `segment_id` the campaign follows
+    # that saved segment until sending starts; the freeze then copies the saved
+    # segment's definition here, so `segment` is always what the audience was frozen
+    # with. No foreign key: deleting a saved segment is refused while a draft or a
+    # scheduled campaign uses it and detaches the others (`campaigns.saved`).
     segment: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    segment_id: Mapped[int | None] = mapped_column(Integer, default=None)
     source_code: Mapped[str] = mapped_column(String(100), default="")
     status: Mapped[CampaignStatus] = mapped_column(default=CampaignStatus.draft, index=True)
     status_reason: Mapped[str] = mapped_column(Text, default="")
@@ -408,6 +425,19 @@ class Campaign(Base):
     archive: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     lists: Mapped[list[MailingList]] = relationship(secondary=campaign_lists)
+
+
+class SavedSegment(Base):
+    """A named segment staff keep to reuse (`POST /api/v1/segments`)."""
+
+    __tablename__ = "segments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    segment: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class Batch(Base):

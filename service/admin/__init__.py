@@ -15,6 +15,7 @@ from . import (  # noqa: F401
     imports,
     lists,
     records,
+    segment_form,
     staff,
     subscribers,
     twofactor,

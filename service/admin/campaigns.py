@@ -21,20 +21,29 @@ from sqlalchemy.orm import Session, selectinload
 from werkzeug.datastructures import MultiDict
 
 from .. import db
-from ..campaigns import drafts
+from ..campaigns import drafts, segments
 from ..campaigns.audience import audience_count, count_audience
-from ..campaigns.drafts import CampaignIn, CampaignPatch, SegmentIn, SendIn, TestIn
+from ..campaigns.drafts import CampaignIn, CampaignPatch, SendIn, TestIn
 from ..campaigns.progress import campaign_progress
 from ..campaigns.render import ContentError
+from ..campaigns.saved import UnknownSegment
 from ..campaigns.sending import counts_by_campaign
+from ..db import parse_id
 from ..i18n import LOCALES
 from ..lists import all_lists
-from ..models import Campaign, CampaignKind, CampaignStatus, ContentFormat, Role
+from ..models import Campaign, CampaignKind, CampaignStatus, ContentFormat, Role, SavedSegment
 from ..webhooks.stats import FIGURES, campaign_stats
 from .access import actor, found_by_id, staff_required
 from .blueprint import bp
 from .charts import bar_chart
 from .params import id_arg
+from .segment_form import (
+    builder_choices,
+    segment_error_field,
+    segment_form_values,
+    segment_input,
+    segment_values,
+)
 
 PAGE_SIZE = 50
 _SPLIT = re.compile(r"[\s,;]+")
@@ -63,8 +72,7 @@ def form_values(form: Any) -> dict[str, Any]:
         "body": form.get("body", ""), "format": form.get("format", "markdown"),
         "source_code": form.get("source_code", ""), "archive": form.get("archive") == "on",
         "es_subject": form.get("es_subject", ""), "es_body": form.get("es_body", ""),
-        "lists": form.getlist("lists"), "states": form.get("states", ""),
-        "postal_prefixes": form.get("postal_prefixes", ""), "locales": form.getlist("locales"),
+        "lists": form.getlist("lists"), **segment_form_values(form),
     }
 
 
@@ -72,15 +80,13 @@ def campaign_values(c: Campaign | None) -> dict[str, Any]:
     if c is None:
         return form_values(MultiDict())
     es = (c.variants or {}).get("es") or {}
-    segment = c.segment or {}
+    segment = {} if c.segment_id is not None else (c.segment or {})
     return {
         "name": c.name, "kind": c.kind.value, "subject": c.subject, "preheader": c.preheader,
         "body": c.body, "format": c.format.value, "source_code": c.source_code,
         "archive": c.archive, "es_subject": es.get("subject", ""), "es_body": es.get("body", ""),
         "lists": [ml.slug for ml in c.lists],
-        "states": ", ".join(segment.get("states") or []),
-        "postal_prefixes": ", ".join(segment.get("postal_prefixes") or []),
-        "locales": list(segment.get("locales") or []),
+        **segment_values(segment, c.segment_id),
     }
 
 
@@ -92,11 +98,9 @@ def schema_input(values: dict[str, Any]) -> dict[str, Any]:
     }
     data["lists"] = list(values["lists"])
     data["archive"] = bool(values.get("archive"))
-    data["segment"] = {
-        "states": [s.upper() for s in _words(values["states"])],
-        "postal_prefixes": _words(values["postal_prefixes"]),
-        "locales": list(values["locales"]),
-    }
+    if values.get("segment_id"):
+        data["segment_id"] = parse_id(values["segment_id"]) or -1
+    data["segment"] = segment_input(values)
     if values["es_subject"].strip() or values["es_body"].strip():
         data["variants"] = {"es": {"subject": values["es_subject"], "body": values["es_body"]}}
     else:
@@ -120,7 +124,7 @@ def _flatten(messages: Any, path: tuple[str, ...] = ()) -> dict[str, str]:
         texts = [m for m in messages if isinstance(m, str)]
         if texts:
             dotted = ".".join(path)
-            out[_ERROR_FIELD.get(dotted, dotted)] = texts[0]
+            out[_ERROR_FIELD.get(dotted) or segment_error_field(dotted)] = texts[0]
         for item in messages:
             if not isinstance(item, str):
                 for field, message in _flatten(item, path).items():
@@ -189,7 +193,7 @@ def _editor(campaign: Campaign | None, values: dict[str, Any], errors: dict[str,
     return render_template(
         "admin/campaign_form.html", campaign=campaign, values=values, errors=errors,
         lists=all_lists(db.session()), kinds=[k.value for k in CampaignKind],
-        formats=[f.value for f in ContentFormat],
+        formats=[f.value for f in ContentFormat], **builder_choices(db.session()),
     ), status
 
 
@@ -234,6 +238,13 @@ def _save_draft(
     except drafts.UnknownLists as exc:
         session.rollback()
         return _editor(campaign, values, {"lists": str(exc)}, 422)
+    except UnknownSegment as exc:
+        session.rollback()
+        return _editor(campaign, values, {"segment_id": str(exc)}, 422)
+    except segments.SegmentError as exc:
+        session.rollback()
+        return _editor(campaign, values, _flatten(
+            {f"segment.{k}": v for k, v in exc.errors.items()}), 422)
     session.commit()
     flash(f"Draft “{saved.name}” saved.")
     return redirect(url_for("admin.campaign_detail", campaign_id=saved.id))
@@ -265,11 +276,18 @@ def campaign_audience() -> Any:
     session = db.session()
     try:
         lists = drafts.resolve_lists(session, values["lists"])
-        segment = SegmentIn().load(schema_input(values)["segment"])
+        raw = schema_input(values)
+        if "segment_id" in raw:
+            row = session.get(SavedSegment, raw["segment_id"]) if raw["segment_id"] > 0 else None
+            if row is None:
+                return jsonify({"errors": {"segment_id": "No such saved segment."}}), 422
+            raw["segment"] = row.segment
+        segment = segments.load(session, raw["segment"]).as_json()
     except drafts.UnknownLists as exc:
         return jsonify({"errors": {"lists": str(exc)}}), 422
-    except ValidationError as exc:
-        return jsonify({"errors": _flatten({"segment": exc.messages})}), 422
+    except segments.SegmentError as exc:
+        return jsonify({"errors": _flatten({f"segment.{k}": v for k, v in exc.errors.items()})
+                        }), 422
     return jsonify({"count": count_audience(session, [ml.id for ml in lists], segment)})
 
 

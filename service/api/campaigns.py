@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from .. import db
 from ..auth import require_role
-from ..campaigns.audience import audience_count
+from ..campaigns.audience import audience_count, effective_segment, is_frozen
 from ..campaigns.drafts import (
     CampaignIn,
     CampaignPatch,
@@ -30,10 +30,13 @@ from ..campaigns.drafts import (
     edit_draft,
     queue_test,
 )
+from ..campaigns.saved import UnknownSegment
+from ..campaigns.segments import SegmentError
 from ..campaigns.sending import counts
 from ..extensions import ApiBlueprint
 from ..models import Campaign, Role
 from .refusals import found, refused_as
+from .segments import refuse_segment
 
 blp = ApiBlueprint("campaigns_api", __name__, url_prefix="/api/v1", description="Campaigns")
 
@@ -44,7 +47,12 @@ def campaign_out(c: Campaign) -> dict[str, Any]:
         "id": c.id, "name": c.name, "kind": c.kind.value, "status": c.status.value,
         "status_reason": c.status_reason, "subject": c.subject, "preheader": c.preheader,
         "body": c.body, "format": c.format.value, "lists": [ml.slug for ml in c.lists],
-        "segment": c.segment, "variants": c.variants, "source_code": c.source_code,
+        # `segment` is the one the audience uses: while a draft or scheduled campaign
+        # follows a saved segment (`segment_id`), that segment as it is now; once
+        # sending starts, the copy the audience was frozen with.
+        "segment": effective_segment(db.session(), c), "segment_id": c.segment_id,
+        "segment_frozen": is_frozen(c),
+        "variants": c.variants, "source_code": c.source_code,
         "archive": c.archive,
         "send_at": c.send_at.isoformat() if c.send_at else None,
         "started_at": c.started_at.isoformat() if c.started_at else None,
@@ -63,8 +71,11 @@ def _get(campaign_id: int) -> Campaign:
 @blp.arguments(CampaignIn)
 def create_campaign(data: dict[str, Any]) -> Any:
     session = db.session()
-    with refused_as(UnknownLists, 422, "lists"):
-        campaign = create_draft(session, data, g.actor)
+    with refused_as(UnknownLists, 422, "lists"), refused_as(UnknownSegment, 422, "segment_id"):
+        try:
+            campaign = create_draft(session, data, g.actor)
+        except SegmentError as exc:
+            refuse_segment(exc)
     session.commit()
     return campaign_out(campaign), 201
 
@@ -88,8 +99,12 @@ def get_campaign(campaign_id: int) -> Any:
 def edit_campaign(data: dict[str, Any], campaign_id: int) -> Any:
     session = db.session()
     campaign = _get(campaign_id)
-    with refused_as(NotADraft, 409), refused_as(UnknownLists, 422, "lists"):
-        edit_draft(session, campaign, data, g.actor)
+    with refused_as(NotADraft, 409), refused_as(UnknownLists, 422, "lists"), \
+            refused_as(UnknownSegment, 422, "segment_id"):
+        try:
+            edit_draft(session, campaign, data, g.actor)
+        except SegmentError as exc:
+            refuse_segment(exc)
     session.commit()
     return campaign_out(campaign)
 

@@ -1,7 +1,7 @@
 """Who a campaign reaches.
 
 confirmed subscriptions in the chosen lists
-  ∩ segment (states, postal-code prefixes, locales; each part optional)
+  ∩ segment (`segments`: places, attributes, tags, engagement, join dates; all optional)
   − subscribers marked bounced or complained
   − suppressed addresses (bounces, complaints, manual; erased people have no row left)
 
@@ -16,24 +16,30 @@ before their batch goes (`sending.recheck`), which also covers hash-only entries
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, and_, exists, func, select
+from sqlalchemy.orm import Session, object_session
 
 from ..models import (
     Campaign,
+    CampaignStatus,
+    SavedSegment,
     Subscriber,
     SubscriberStatus,
     Subscription,
     SubscriptionStatus,
     Suppression,
 )
+from .segments import conditions as segment_conditions
+from .segments import stored
 
 
-def audience_query(list_ids: list[int], segment: dict[str, Any] | None) -> Select[Any]:
-    """SELECT subscribers.id of the audience (unordered)."""
-    segment = segment or {}
+def audience_query(list_ids: list[int], segment: dict[str, Any] | None,
+                   now: datetime | None = None) -> Select[Any]:
+    """SELECT subscribers.id of the audience (unordered); `segment` as stored (its
+    conditions come from `segments`, the one implementation of every filter)."""
     conditions: list[Any] = [
         Subscriber.status == SubscriberStatus.active,
         exists().where(
@@ -45,21 +51,35 @@ def audience_query(list_ids: list[int], segment: dict[str, Any] | None) -> Selec
             and_(Suppression.email != "", func.lower(Suppression.email) == Subscriber.email_key)
         ),
     ]
-    states = [s.upper() for s in segment.get("states") or []]
-    if states:
-        conditions.append(Subscriber.state.in_(states))
-    prefixes = [p for p in segment.get("postal_prefixes") or [] if p]
-    if prefixes:
-        conditions.append(or_(*(Subscriber.postal_code.startswith(p, autoescape=True)
-                                for p in prefixes)))
-    locales = list(segment.get("locales") or [])
-    if locales:
-        conditions.append(Subscriber.locale.in_(locales))
+    conditions += segment_conditions(stored(segment), now)
     return select(Subscriber.id).where(*conditions)
 
 
+# Campaigns whose audience is not frozen yet: they follow their saved segment.
+FOLLOWING = (CampaignStatus.draft, CampaignStatus.scheduled)
+
+
+def is_frozen(campaign: Campaign) -> bool:
+    """Whether the campaign's audience was frozen (sending started, `started_at` is set in
+    the same transaction as the freeze): from then on its `segment` is the copy the freeze
+    used. A campaign cancelled or failed before it started still shows the saved segment
+    it followed."""
+    return campaign.started_at is not None
+
+
+def effective_segment(session: Session | None, campaign: Campaign) -> dict[str, Any]:
+    """The segment a campaign's audience uses now: the saved segment it follows
+    (`segment_id`) until its audience is frozen, its own `segment` otherwise."""
+    session = session or object_session(campaign)
+    if campaign.segment_id is not None and not is_frozen(campaign) and session:
+        row = session.get(SavedSegment, campaign.segment_id)
+        if row is not None:
+            return dict(row.segment)
+    return dict(campaign.segment or {})
+
+
 def campaign_audience(campaign: Campaign) -> Select[Any]:
-    return audience_query([ml.id for ml in campaign.lists], campaign.segment)
+    return audience_query([ml.id for ml in campaign.lists], effective_segment(None, campaign))
 
 
 def count_audience(session: Session, list_ids: list[int], segment: dict[str, Any] | None) -> int:
@@ -69,4 +89,5 @@ def count_audience(session: Session, list_ids: list[int], segment: dict[str, Any
 
 
 def audience_count(session: Session, campaign: Campaign) -> int:
-    return count_audience(session, [ml.id for ml in campaign.lists], campaign.segment)
+    return count_audience(session, [ml.id for ml in campaign.lists],
+                          effective_segment(session, campaign))

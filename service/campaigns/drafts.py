@@ -21,16 +21,16 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 from sqlalchemy.orm import Session
 
+from ..db import MAX_ID
 from ..fields import CONTROL
-from ..i18n import LOCALES
 from ..lists import lists_by_slugs
 from ..models import Campaign, CampaignKind, CampaignStatus, ContentFormat, MailingList
 from ..queue import enqueue_after_commit
+from . import saved, segments
 from .lifecycle import IllegalTransition, audit, require_transition
 from .render import render_variant, template_errors
 from .sending import SEND_TEST_JOB, request_send, resume
 
-US_STATE_LENGTH = 2
 ACTIONS = ("send", "pause", "resume", "cancel")
 # What a preview fills the per-person variables with.
 SAMPLE_PERSON = {
@@ -68,12 +68,6 @@ class StrictBoolean(fields.Boolean):
         return value
 
 
-class SegmentIn(Schema):
-    states = fields.List(_text(validate.Length(equal=US_STATE_LENGTH)), load_default=list)
-    postal_prefixes = fields.List(_text(validate.Length(min=1, max=10)), load_default=list)
-    locales = fields.List(fields.String(validate=validate.OneOf(LOCALES)), load_default=list)
-
-
 class VariantIn(Schema):
     subject = _text(validate.Length(min=1, max=300), lines=True, required=True)
     body = _text(validate.Length(min=1), lines=True, required=True)
@@ -83,7 +77,7 @@ class VariantsIn(Schema):
     es = fields.Nested(VariantIn)
 
 
-class CampaignIn(Schema):
+class CampaignIn(segments.SegmentErrorsFlat):
     name = _text(validate.Length(min=1, max=200), required=True)
     kind = fields.String(required=True, validate=validate.OneOf([k.value for k in CampaignKind]))
     # The subject is a template: it may span lines (the rendered subject is one line).
@@ -94,11 +88,20 @@ class CampaignIn(Schema):
                            validate=validate.OneOf([f.value for f in ContentFormat]))
     lists = fields.List(_text(validate.Length(min=1, max=100)), required=True,
                         validate=validate.Length(min=1))
-    segment = fields.Nested(SegmentIn, load_default=dict)
+    segment = segments.SegmentField(load_default=dict)
+    # A saved segment to follow instead of `segment` (see `saved`); null: none.
+    segment_id = fields.Integer(strict=True, allow_none=True,
+                                validate=validate.Range(min=1, max=MAX_ID))
     variants = fields.Nested(VariantsIn, load_default=dict)
     source_code = _text(validate.Length(max=100), load_default="")
     # Shown in the public archive (/archive, /archive.atom) once sent.
     archive = StrictBoolean(load_default=False)
+
+    @validates_schema
+    def _one_segment(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("segment_id") is not None and data.get("segment"):
+            raise ValidationError("Give either a segment or a segment_id, not both.",
+                                  "segment_id")
 
     @validates_schema
     def _templates(self, data: dict[str, Any], **_: Any) -> None:
@@ -177,11 +180,26 @@ def resolve_lists(session: Session, slugs: list[str]) -> list[MailingList]:
 
 
 def apply_fields(session: Session, campaign: Campaign, data: dict[str, Any]) -> None:
-    """Copy validated `CampaignIn` data onto the campaign (only the keys present)."""
-    for key in ("name", "subject", "preheader", "body", "source_code", "segment", "variants",
+    """Copy validated `CampaignIn` data onto the campaign (only the keys present).
+
+    SegmentError for engagement filters naming no campaign, UnknownSegment for a
+    `segment_id` naming no saved segment. A saved segment replaces the campaign's own
+    segment and the other way round.
+    """
+    for key in ("name", "subject", "preheader", "body", "source_code", "variants",
                 "archive"):
         if key in data:
             setattr(campaign, key, data[key])
+    if data.get("segment_id") is not None:
+        saved.get_segment(session, data["segment_id"])
+        campaign.segment_id = data["segment_id"]
+        campaign.segment = {}
+    elif "segment" in data:
+        segments.check_campaigns(session, segments.parse(data["segment"]))
+        campaign.segment = data["segment"]
+        campaign.segment_id = None
+    elif "segment_id" in data:
+        campaign.segment_id = None
     if "kind" in data:
         campaign.kind = CampaignKind(data["kind"])
     if "format" in data:

@@ -62,10 +62,11 @@ from ..models import (
 from ..queue import enqueue_after_commit
 from ..subscribers import email_hasher
 from ..tokens import BatchLinks, one_click_headers
-from .audience import campaign_audience
+from .audience import audience_query
 from .lifecycle import audit, require_transition, transition
 from .liveness import BatchHold, BatchLost
 from .render import ContentError, RenderedVariant, cached_variant, variant_locale
+from .saved import freeze_segment
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +142,12 @@ def enqueue_batches(session: Session, kind: CampaignKind, batch_ids: Sequence[in
 
 
 def freeze_audience(session: Session, campaign: Campaign, batch_size: int) -> int:
-    """Copy the audience into deliveries, grouped into batches; return the audience size."""
-    audience = campaign_audience(campaign).subquery()
+    """Copy the audience into deliveries, grouped into batches; return the audience size.
+
+    A campaign following a saved segment gets that segment's definition copied onto it
+    first (`saved.freeze_segment`): the audience is frozen with exactly that copy."""
+    segment = freeze_segment(session, campaign)
+    audience = audience_query([ml.id for ml in campaign.lists], segment).subquery()
     numbered = select(
         audience.c.id.label("sid"),
         ((func.row_number().over(order_by=audience.c.id) - 1) // batch_size).label("seq"),

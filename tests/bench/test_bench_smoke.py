@@ -96,3 +96,10 @@ def test_signup_during_campaign_bench_small():
     assert "campaign: POST signups" in out and "idle: POST signups" in out, out
     assert "signups during / idle" in out and "still sending" in out, out
     assert "lost signups: 0" in out and "MISMATCH" not in out, out
+
+
+def test_audience_bench_small():
+    out = run_bench("audience", "audience.py", "3000", "--explain", timeout=180)
+    assert "newsletter, attr+tag+county+not_opened" in out
+    assert "ratio segment / plain" in out and "ratio segment / list only" in out
+    assert "Execution Time" in out  # the count's EXPLAIN ANALYZE is printed

@@ -29,8 +29,8 @@ HOSTILE: list[tuple[str, dict[str, Any]]] = [
     ("source_code", {"source_code": "nov\x00"}),
     ("variants", {"variants": {"es": {"subject": "Hola\x00", "body": "b"}}}),
     ("variants", {"variants": {"es": {"subject": "Hola", "body": "b\x08"}}}),
-    ("segment", {"segment": {"states": ["C\x00"]}}),
-    ("segment", {"segment": {"postal_prefixes": ["94\x00"]}}),
+    ("segment.states", {"segment": {"states": ["C\x00"]}}),
+    ("segment.postal_prefixes", {"segment": {"postal_prefixes": ["94\x00"]}}),
     ("lists", {"lists": ["newsletter\x00"]}),
 ]
 
