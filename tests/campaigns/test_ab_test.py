@@ -3,16 +3,22 @@ events posted to the webhook → the winner goes to the rest, exactly once per p
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select, update
+from sqlalchemy import create_engine, select, text, update
 
 from sendgrid_sink import SinkServer
 from sendgrid_sink.signing import new_private_key
@@ -22,6 +28,7 @@ from service.campaigns.sending import start_campaign
 from service.db import utcnow
 from service.models import Batch, Campaign, Delivery
 from tests.factories import subscribers
+from tests.support import TEST_SECRET_KEY, start_worker
 from tests.webhooks.events import URL, Signer
 
 from .api_calls import create, get, to
@@ -411,3 +418,94 @@ def test_patch_replaces_or_removes_the_set_up(
     assert [v["sent"] for v in shown["variants"]] == [0, 0, 0]
     response = client.patch(f"/api/v1/campaigns/{cid}", headers=staff, json={"ab_test": None})
     assert response.status_code == 200 and response.get_json()["ab_test"] is None
+
+
+def _kill_group(worker: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+
+
+def test_a_worker_killed_during_the_decision_leaves_exactly_one_mail_each(
+    app: Flask, client: FlaskClient, api_token: Headers, run_jobs: Callable[..., None],
+    backend: str, sink: SinkServer, signer: Signer, tmp_path: Path,
+) -> None:
+    """A real worker process is killed with SIGKILL while its decision transaction is
+    under way (held at its UPDATE by a row lock this test takes): nothing of it remains,
+    and the next worker decides and sends the rest, once each."""
+    if backend != "postgres":
+        pytest.skip("needs real worker processes on Redis")
+    conf = app.extensions["settings"]
+    env = {**os.environ, "DATABASE_URL": conf.database_url, "REDIS_URL": conf.redis_url,
+           "QUEUE_PREFIX": conf.queue_prefix, "SECRET_KEY": TEST_SECRET_KEY,
+           "SENDGRID_API_KEY": "SG.test", "SENDGRID_API_HOST": sink.url,
+           "PUBLIC_URL": "http://localhost", "ORG_POSTAL_ADDRESS": "1 Main St",
+           "CAMPAIGN_BATCH_SIZE": "5", "CAMPAIGN_LEASE_SECONDS": "2"}
+    subscribers(60)
+    staff = api_token("campaigner")
+    cid = create(client, staff, ab_test=AB)["id"]
+    client.post(f"/api/v1/campaigns/{cid}/send", headers=staff)
+    run_jobs()
+    groups = by_variant(cid)
+    post_opens(client, signer, cid, groups[1][:3] + groups[0][:1])
+    run_jobs()
+    assert len(sink.messages()) == 30
+    make_due(cid)
+    log = tmp_path / "worker.log"
+    engine = create_engine(conf.database_url)
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        with engine.connect() as lock:
+            lock.execute(text("SELECT id FROM campaigns WHERE id = :id FOR UPDATE"),
+                         {"id": cid})
+            worker = start_worker(env, log)  # its start-up recovery pass decides
+            deadline = time.monotonic() + 90  # (a loaded machine starts a worker slowly)
+            with engine.connect() as probe:  # (a transaction sees one snapshot of the view)
+                while not probe.execute(text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND query LIKE 'UPDATE campaigns SET %ab_status%'")).scalar_one():
+                    probe.rollback()
+                    assert time.monotonic() < deadline, log.read_text()
+                    time.sleep(0.05)
+            _kill_group(worker)
+            lock.rollback()
+        # The killed decision's transaction ends without a trace (its server session
+        # aborts as soon as it finds the client gone).
+        deadline = time.monotonic() + 10
+        with engine.connect() as probe:
+            while probe.execute(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                    "'UPDATE campaigns SET %ab_status%' AND state <> 'idle' "
+                    "AND datname = current_database()")).scalar_one():
+                assert time.monotonic() < deadline
+                probe.rollback()
+                time.sleep(0.05)
+    finally:
+        if worker is not None:
+            _kill_group(worker)
+        engine.dispose()
+    data = get(client, staff, cid)
+    assert data["ab_test"]["status"] == "testing" and data["counts"]["sent"] == 30
+    db.session().rollback()
+    assert db.session().scalars(select(Batch.status).where(
+        Batch.campaign_id == cid, Batch.variant.is_(None))).all() == ["held"] * 6
+    assert len(sink.messages()) == 30
+
+    survivor = start_worker(env, log)
+    try:
+        deadline = time.monotonic() + 40
+        while get(client, staff, cid)["status"] != "sent":
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+    finally:
+        survivor.terminate()
+        try:
+            survivor.wait(10)
+        finally:
+            _kill_group(survivor)
+    data = get(client, staff, cid)
+    assert data["ab_test"]["status"] == "decided" and data["ab_test"]["winner"] == 1
+    assert data["counts"] == {"total": 60, "queued": 0, "sent": 60, "failed": 0, "skipped": 0}
+    assert Counter(to(m) for m in sink.messages()) == Counter(
+        f"person{i}@example.com" for i in range(60))
+    assert {m["subject"] for m in sink.messages()[30:]} == {"Subject B"}
