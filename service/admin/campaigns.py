@@ -49,6 +49,7 @@ _ERROR_FIELD = {"variants.es.subject": "es_subject", "variants.es.body": "es_bod
                 "ab_test": "ab_subjects", "ab_test.subjects": "ab_subjects",
                 "ab_test.sample_percent": "ab_sample_percent",
                 "ab_test.metric": "ab_metric", "ab_test.wait_minutes": "ab_wait_minutes",
+                "ab_test.subjects.en": "ab_subjects", "ab_test.subjects.es": "ab_subjects_es",
                 **{f"ab_test.subjects.{i}{suffix}": "ab_subjects_es" if suffix == ".es"
                    else "ab_subjects" for i in range(5) for suffix in ("", ".en", ".es")}}
 CHART_FIGURES = ("delivered", "opens", "clicks", "bounces", "unsubscribes")

@@ -95,7 +95,15 @@ class AbSubject(fields.Field):
             if missing:
                 raise ValidationError(f"Give the subject in every language (missing: "
                                       f"{', '.join(missing)}).")
-            return {locale: _subject_text(value[locale], locale) for locale in LOCALES}
+            subjects, errors = {}, {}
+            for locale in LOCALES:
+                try:
+                    subjects[locale] = _subject_text(value[locale], locale)
+                except ValidationError as exc:
+                    errors[locale] = exc.messages
+            if errors:  # named by language: {"es": ["es: must not be empty."]}
+                raise ValidationError(errors)
+            return subjects
         raise ValidationError("A subject is a string or {\"en\": …, \"es\": …}.")
 
 
