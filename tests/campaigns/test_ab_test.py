@@ -509,3 +509,25 @@ def test_a_worker_killed_during_the_decision_leaves_exactly_one_mail_each(
     assert Counter(to(m) for m in sink.messages()) == Counter(
         f"person{i}@example.com" for i in range(60))
     assert {m["subject"] for m in sink.messages()[30:]} == {"Subject B"}
+
+
+def test_the_command_line_decides_too(
+    app: Flask, client: FlaskClient, api_token: Headers, run_jobs: Callable[..., None],
+    sink: SinkServer,
+) -> None:
+    subscribers(10)
+    staff = api_token("campaigner")
+    cid = create(client, staff, ab_test=AB)["id"]
+    client.post(f"/api/v1/campaigns/{cid}/send", headers=staff)
+    run_jobs()
+    runner = app.test_cli_runner()
+    for args, message in [(["7"], "between 0 and 1"), (["x"], "not a valid integer")]:
+        result = runner.invoke(args=["campaigns", "decide", str(cid), *args])
+        assert result.exit_code != 0 and message in result.output, result.output
+    result = runner.invoke(args=["campaigns", "decide", str(cid), "1"])
+    assert result.exit_code == 0, result.output
+    run_jobs()
+    assert get(client, staff, cid)["status"] == "sent"
+    assert {m["subject"] for m in sink.messages()[5:]} == {"Subject B"}
+    result = runner.invoke(args=["campaigns", "decide", str(cid), "0"])
+    assert result.exit_code != 0 and "already decided" in result.output
