@@ -27,6 +27,7 @@ PORT = 18525
 AUDIENCE = 20
 
 pytestmark = [
+    pytest.mark.timeout(300),  # a worker's start, a send and four axe runs on a loaded machine
     pytest.mark.browser,
     needs_chromium,
     pytest.mark.parametrize("backend", ["postgres"], indirect=True),
@@ -85,12 +86,12 @@ def test_subject_test_from_editor_to_winner_in_chromium(live: Live) -> None:
         page.fill("#ab_sample_percent", "50")
         page.fill("#ab_wait_minutes", "30")
         page.click("text=Save draft")
-        expect(page.locator("#error-ab_subjects")).to_be_visible()
+        expect(page.locator("#error-ab_subjects")).to_be_visible(timeout=WAIT_MS)
         assert_accessible(page, "the editor with an A/B error")
         page.fill("#ab_subjects", "Alpha {{ first_name }}\nBeta")
         page.screenshot(path=str(ARTIFACTS / "admin-ab-editor.png"), full_page=True)
         page.click("text=Save draft")
-        expect(page.locator("h1")).to_contain_text("Subject test")
+        expect(page.locator("h1")).to_contain_text("Subject test", timeout=WAIT_MS)
         expect(page.locator("#ab-card")).to_contain_text("50%")
         expect(page.locator("#ab-variant-1")).to_contain_text("Beta")
         expect(page.locator("#ab-pick-0")).to_have_count(0)  # not running yet
@@ -98,18 +99,18 @@ def test_subject_test_from_editor_to_winner_in_chromium(live: Live) -> None:
 
         page.click("#send-now")
         # The sample (50 % of 20: 5 + 5) goes; its figures and the countdown show live.
-        expect(page.locator("#ab-variant-0 .ab-sent")).to_have_text("5")
-        expect(page.locator("#ab-variant-1 .ab-sent")).to_have_text("5")
+        expect(page.locator("#ab-variant-0 .ab-sent")).to_have_text("5", timeout=WAIT_MS)
+        expect(page.locator("#ab-variant-1 .ab-sent")).to_have_text("5", timeout=WAIT_MS)
         expect(page.locator("#ab-countdown")).to_have_text(
             re.compile(r"^(29|30):\d\d$"))
-        expect(page.locator("#ab-pick-1")).to_be_visible()
+        expect(page.locator("#ab-pick-1")).to_be_visible(timeout=WAIT_MS)
         assert len(sink.messages()) == 10
         page.screenshot(path=str(ARTIFACTS / "admin-ab-testing.png"), full_page=True)
         assert_accessible(page, "a campaign during its subject test")
 
         page.click("#ab-pick-1")
-        expect(page.locator(".flash")).to_contain_text("subject 2")
-        expect(page.locator("#ab-variant-1")).to_contain_text("Winner")
+        expect(page.locator(".flash")).to_contain_text("subject 2", timeout=WAIT_MS)
+        expect(page.locator("#ab-variant-1")).to_contain_text("Winner", timeout=WAIT_MS)
         expect(page.locator("#status")).to_have_text("sent", timeout=WAIT_MS)
         wait_until(lambda: len(sink.messages()) >= AUDIENCE, "every mail at the sink")
         assert_accessible(page, "a decided subject test")

@@ -426,6 +426,7 @@ def _kill_group(worker: subprocess.Popen[bytes]) -> None:
     worker.wait()
 
 
+@pytest.mark.timeout(300)  # two worker processes started on a loaded machine
 def test_a_worker_killed_during_the_decision_leaves_exactly_one_mail_each(
     app: Flask, client: FlaskClient, api_token: Headers, run_jobs: Callable[..., None],
     backend: str, sink: SinkServer, signer: Signer, tmp_path: Path,
