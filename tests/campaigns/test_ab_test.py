@@ -532,3 +532,58 @@ def test_the_command_line_decides_too(
     assert {m["subject"] for m in sink.messages()[5:]} == {"Subject B"}
     result = runner.invoke(args=["campaigns", "decide", str(cid), "0"])
     assert result.exit_code != 0 and "already decided" in result.output
+
+
+def test_two_deciders_at_once_decide_once(
+    app: Flask, client: FlaskClient, api_token: Headers, run_jobs: Callable[..., None],
+    backend: str, sink: SinkServer,
+) -> None:
+    """A staff member's decision holds the campaign row; the automatic one, racing it,
+    waits, then finds the test decided and changes nothing (no second release)."""
+    if backend != "postgres":
+        pytest.skip("two concurrent transactions (SQLite has one writer)")
+    import threading
+
+    from sqlalchemy.orm import Session
+
+    from service.campaigns.abdecide import decide, decide_if_due
+    from service.models import AuditRecord
+
+    subscribers(20)
+    staff = api_token("campaigner")
+    cid = create(client, staff, ab_test=AB)["id"]
+    client.post(f"/api/v1/campaigns/{cid}/send", headers=staff)
+    run_jobs()
+    make_due(cid)
+    engine = create_engine(app.extensions["settings"].database_url)
+    results: list[bool] = []
+    try:
+        first = db.session()  # (the app's session: its commit sends the queued jobs)
+        first.rollback()
+        with Session(engine) as second:
+            campaign = first.get(Campaign, cid)
+            assert campaign is not None
+            decide(first, campaign, 1, "staff:first")  # not committed yet
+
+            def automatic() -> None:
+                with app.app_context():
+                    results.append(decide_if_due(second, cid))
+
+            racer = threading.Thread(target=automatic)
+            racer.start()
+            racer.join(1.0)
+            assert racer.is_alive() and not results  # waiting on the row
+            first.commit()
+            racer.join(30)
+            assert results == [False]
+    finally:
+        engine.dispose()
+    run_jobs()
+    data = get(client, staff, cid)
+    assert data["ab_test"]["winner"] == 1 and data["status"] == "sent"
+    db.session().rollback()
+    decisions = db.session().scalars(select(AuditRecord.actor).where(
+        AuditRecord.action == "campaign.ab_decide")).all()
+    assert decisions == ["staff:first"]
+    assert Counter(to(m) for m in sink.messages()) == Counter(
+        f"person{i}@example.com" for i in range(20))
