@@ -18,6 +18,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -87,6 +88,9 @@ class CampaignStatus(enum.StrEnum):
 
 
 class BatchStatus(enum.StrEnum):
+    # `held`: the rest of an A/B-tested campaign's audience, waiting for the winner
+    # (campaigns.abtest); it becomes `queued` when the test is decided.
+    held = "held"
     queued = "queued"
     sending = "sending"
     done = "done"
@@ -423,6 +427,14 @@ class Campaign(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     # Shown in the public archive (/archive, /archive.atom) once sent (migration 1300).
     archive: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # A/B subject test (campaigns.abtest, migration 1500): the set-up
+    # {"subjects", "sample_percent", "metric", "wait_minutes"} or None; once sending,
+    # `ab_status` is "testing" then "decided" (with `ab_winner`, an index of subjects),
+    # and the automatic decision is due at `ab_decide_at`.
+    ab_test: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    ab_status: Mapped[str] = mapped_column(String(10), default="", server_default="")
+    ab_winner: Mapped[int | None]
+    ab_decide_at: Mapped[datetime | None]
 
     lists: Mapped[list[MailingList]] = relationship(secondary=campaign_lists)
 
@@ -466,6 +478,10 @@ class Batch(Base):
     sent: Mapped[int] = mapped_column(default=0, server_default="0")
     failed: Mapped[int] = mapped_column(default=0, server_default="0")
     skipped: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The A/B subject this batch's recipients get (an index of the campaign's
+    # `ab_test.subjects`): set for the test's sample; NULL for a campaign without a test
+    # and for the rest of the audience, which gets the winner (`campaigns.ab_winner`).
+    variant: Mapped[int | None] = mapped_column(SmallInteger)
 
 
 class Delivery(Base):
@@ -501,6 +517,9 @@ class Delivery(Base):
     sent_at: Mapped[datetime | None]
     # Last event seen from the Event Webhook: delivered, bounce, dropped, ...
     event_status: Mapped[str] = mapped_column(String(20), default="")
+    # The A/B subject this recipient of the test's sample got (as its batch's `variant`);
+    # NULL without a test and for the rest of the audience (they get the winner).
+    variant: Mapped[int | None] = mapped_column(SmallInteger)
 
 
 class WebhookEvent(Base):

@@ -88,6 +88,10 @@ class TaskQueue:
                 self.submit(request)
             return
         with self.redis.pipeline() as pipe:
+            # MULTI first: RQ's `enqueue` puts a pipeline in MULTI mode itself and refuses
+            # one that already holds commands, which a job scheduled for later (queued
+            # with `enqueue_at`) before it would have left there.
+            pipe.multi()
             for request in requests:
                 self.submit(request, pipeline=pipe)
             pipe.execute()

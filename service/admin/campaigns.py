@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from marshmallow import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -22,6 +23,8 @@ from werkzeug.datastructures import MultiDict
 
 from .. import db
 from ..campaigns import drafts, segments
+from ..campaigns.abdecide import AbRefused, BadWinner, decide
+from ..campaigns.abtest import summary as ab_summary
 from ..campaigns.audience import audience_count, count_audience
 from ..campaigns.drafts import CampaignIn, CampaignPatch, SendIn, TestIn
 from ..campaigns.progress import campaign_progress
@@ -50,7 +53,14 @@ _SPLIT = re.compile(r"[\s,;]+")
 # Form field that shows an error for a (dotted) schema field.
 _ERROR_FIELD = {"variants.es.subject": "es_subject", "variants.es.body": "es_body",
                 "segment.states": "states", "segment.postal_prefixes": "postal_prefixes",
-                "segment.locales": "locales"}
+                "segment.locales": "locales",
+                # A/B subject test
+                "ab_test": "ab_subjects", "ab_test.subjects": "ab_subjects",
+                "ab_test.sample_percent": "ab_sample_percent",
+                "ab_test.metric": "ab_metric", "ab_test.wait_minutes": "ab_wait_minutes",
+                "ab_test.subjects.en": "ab_subjects", "ab_test.subjects.es": "ab_subjects_es",
+                **{f"ab_test.subjects.{i}{suffix}": "ab_subjects_es" if suffix == ".es"
+                   else "ab_subjects" for i in range(5) for suffix in ("", ".en", ".es")}}
 CHART_FIGURES = ("delivered", "opens", "clicks", "bounces", "unsubscribes")
 MAX_CHART_HOURS = 24 * 14
 MIN_CHART_HOURS = 24
@@ -73,7 +83,56 @@ def form_values(form: Any) -> dict[str, Any]:
         "source_code": form.get("source_code", ""), "archive": form.get("archive") == "on",
         "es_subject": form.get("es_subject", ""), "es_body": form.get("es_body", ""),
         "lists": form.getlist("lists"), **segment_form_values(form),
+        **ab_form_values(form),
     }
+
+
+# A/B subject test: the editor's fields (subjects one per line, Spanish ones optional).
+AB_DEFAULTS = {"ab_on": False, "ab_subjects": "", "ab_subjects_es": "",
+               "ab_sample_percent": "20", "ab_metric": "unique_opens", "ab_wait_minutes": "60"}
+
+
+def ab_form_values(form: Any) -> dict[str, Any]:
+    return {key: (bool(form.get(key)) if key == "ab_on" else form.get(key, default))
+            for key, default in AB_DEFAULTS.items()}
+
+
+def ab_campaign_values(ab: dict[str, Any] | None) -> dict[str, Any]:
+    if not ab:
+        return dict(AB_DEFAULTS)
+    subjects = ab.get("subjects") or []
+    per_language = any(isinstance(s, dict) for s in subjects)
+    return {
+        "ab_on": True,
+        "ab_subjects": "\n".join(s.get("en", "") if isinstance(s, dict) else s
+                                 for s in subjects),
+        "ab_subjects_es": "\n".join(s.get("es", "") if isinstance(s, dict) else s
+                                    for s in subjects) if per_language else "",
+        "ab_sample_percent": str(ab.get("sample_percent", "")),
+        "ab_metric": ab.get("metric", "unique_opens"),
+        "ab_wait_minutes": str(ab.get("wait_minutes", "")),
+    }
+
+
+def _number(text: str) -> Any:
+    """A whole number as typed, or the text itself (for the schema to refuse)."""
+    text = text.strip()
+    return int(text) if text.isdigit() and len(text) < 10 else text
+
+
+def ab_schema_input(values: dict[str, Any]) -> dict[str, Any] | None:
+    """The editor's A/B fields → the API's `ab_test` (None when the test is off)."""
+    if not values.get("ab_on"):
+        return None
+    english = [line.strip() for line in values["ab_subjects"].splitlines() if line.strip()]
+    spanish = [line.strip() for line in values["ab_subjects_es"].splitlines() if line.strip()]
+    subjects: list[Any] = list(english)
+    if spanish:
+        # Unequal lists pair up as far as they go; a missing one is refused by the schema.
+        subjects = [{"en": en, "es": spanish[i] if i < len(spanish) else ""}
+                    for i, en in enumerate(english)]
+    return {"subjects": subjects, "sample_percent": _number(values["ab_sample_percent"]),
+            "metric": values["ab_metric"], "wait_minutes": _number(values["ab_wait_minutes"])}
 
 
 def campaign_values(c: Campaign | None) -> dict[str, Any]:
@@ -87,6 +146,7 @@ def campaign_values(c: Campaign | None) -> dict[str, Any]:
         "archive": c.archive, "es_subject": es.get("subject", ""), "es_body": es.get("body", ""),
         "lists": [ml.slug for ml in c.lists],
         **segment_values(segment, c.segment_id),
+        **ab_campaign_values(c.ab_test),
     }
 
 
@@ -105,6 +165,7 @@ def schema_input(values: dict[str, Any]) -> dict[str, Any]:
         data["variants"] = {"es": {"subject": values["es_subject"], "body": values["es_body"]}}
     else:
         data["variants"] = {}
+    data["ab_test"] = ab_schema_input(values)
     return data
 
 
@@ -300,7 +361,7 @@ def _detail(campaign: Campaign, *, errors: dict[str, str] | None = None,
         audience=audience_count(session, campaign) if campaign.status in (
             CampaignStatus.draft, CampaignStatus.scheduled) else None,
         has_spanish=bool(((campaign.variants or {}).get("es") or {}).get("body")),
-        errors=errors or {}, test_emails=test_emails,
+        errors=errors or {}, test_emails=test_emails, ab=ab_summary(session, campaign),
     ), status
 
 
@@ -333,7 +394,9 @@ def campaign_progress_json(campaign_id: int) -> Any:
     # One poll takes ~2.5 ms at a million deliveries (bench/campaign_progress.py);
     # campaigns above BIG_CAMPAIGN are still polled every 3 s, the others every second.
     poll_ms = 1000 if progress.total <= BIG_CAMPAIGN else 3000
-    return jsonify({**progress.as_dict(), "poll_ms": poll_ms})
+    campaign = _get(campaign_id)
+    return jsonify({**progress.as_dict(), "poll_ms": poll_ms,
+                    "ab": ab_summary(db.session(), campaign) if campaign.ab_test else None})
 
 
 @bp.post("/campaigns/<int:campaign_id>/test")
@@ -412,6 +475,26 @@ def campaign_resume(campaign_id: int) -> Any:
 @staff_required(Role.campaigner)
 def campaign_cancel(campaign_id: int) -> Any:
     return _act(campaign_id, "cancel")
+
+
+@bp.post("/campaigns/<int:campaign_id>/ab/decide")
+@staff_required(Role.campaigner)
+def campaign_ab_decide(campaign_id: int) -> Any:
+    """"Pick this winner": the A/B test's subject `winner` goes to the rest now."""
+    session = db.session()
+    campaign = _get(campaign_id)
+    typed = request.form.get("winner", "")
+    try:
+        decide(session, campaign, int(typed) if typed.isdigit() and len(typed) < 3 else -1,
+               actor())
+    except (AbRefused, BadWinner) as exc:
+        session.rollback()
+        return _detail(_get(campaign_id), errors={"action": str(exc)},
+                       status=409 if isinstance(exc, AbRefused) else 422)
+    session.commit()
+    flash(_("Winner chosen: the rest of the audience gets subject %(n)s.",
+            n=int(typed) + 1))
+    return redirect(url_for("admin.campaign_detail", campaign_id=campaign_id))
 
 
 # ------------------------------------------------------------------ statistics

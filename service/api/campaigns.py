@@ -14,10 +14,13 @@ from sqlalchemy import select
 
 from .. import db
 from ..auth import require_role
+from ..campaigns.abdecide import AbRefused, BadWinner, decide
+from ..campaigns.abtest import summary as ab_summary
 from ..campaigns.audience import audience_count, effective_segment, is_frozen
 from ..campaigns.drafts import (
     CampaignIn,
     CampaignPatch,
+    DecideIn,
     IllegalTransition,
     NoLists,
     NotADraft,
@@ -59,6 +62,7 @@ def campaign_out(c: Campaign) -> dict[str, Any]:
         "finished_at": c.finished_at.isoformat() if c.finished_at else None,
         "created_by": c.created_by,
         "counts": counts(db.session(), c.id),
+        "ab_test": ab_summary(db.session(), c),
     }
 
 
@@ -159,3 +163,19 @@ def test_campaign(data: dict[str, Any], campaign_id: int) -> Any:
     session.commit()
     return {"status": "queued", "emails": data["emails"]}, 202
 
+
+
+# ---------------------------------------------------------------- A/B subject test
+
+
+@blp.route("/campaigns/<int:campaign_id>/ab/decide", methods=["POST"])
+@require_role(Role.campaigner)
+@blp.arguments(DecideIn)
+def decide_ab_test(data: dict[str, Any], campaign_id: int) -> Any:
+    """Decide the A/B test now: the subject `winner` (an index) goes to the rest."""
+    session = db.session()
+    campaign = _get(campaign_id)
+    with refused_as(AbRefused, 409), refused_as(BadWinner, 422, "winner"):
+        decide(session, campaign, data["winner"], g.actor)
+    session.commit()
+    return campaign_out(campaign), 200

@@ -27,6 +27,7 @@ from ..lists import lists_by_slugs
 from ..models import Campaign, CampaignKind, CampaignStatus, ContentFormat, MailingList
 from ..queue import enqueue_after_commit
 from . import saved, segments
+from .abtest import AbTestIn, subject_sources
 from .lifecycle import IllegalTransition, audit, require_transition
 from .render import render_variant, template_errors
 from .sending import SEND_TEST_JOB, request_send, resume
@@ -103,11 +104,15 @@ class CampaignIn(segments.SegmentErrorsFlat):
             raise ValidationError("Give either a segment or a segment_id, not both.",
                                   "segment_id")
 
+    # A/B subject test (abtest): null or left out for none.
+    ab_test = fields.Nested(AbTestIn, allow_none=True, load_default=None)
+
     @validates_schema
     def _templates(self, data: dict[str, Any], **_: Any) -> None:
         sources = {"subject": data.get("subject"), "body": data.get("body")}
         for key, value in (data.get("variants") or {}).get("es", {}).items():
             sources[f"variants.es.{key}"] = value
+        sources.update(subject_sources(data.get("ab_test")))
         errors = template_errors({name: source for name, source in sources.items()
                                   if isinstance(source, str)})
         if errors:
@@ -135,6 +140,12 @@ class SendIn(Schema):
         if value is not None and value - datetime.now(UTC) > SCHEDULE_HORIZON:
             raise ValidationError(
                 f"Schedule at most {SCHEDULE_HORIZON.days} days ahead.")
+
+
+class DecideIn(Schema):
+    """Deciding an A/B test early: the index of the winning subject."""
+
+    winner = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
 
 
 class TestIn(Schema):
@@ -187,7 +198,7 @@ def apply_fields(session: Session, campaign: Campaign, data: dict[str, Any]) -> 
     segment and the other way round.
     """
     for key in ("name", "subject", "preheader", "body", "source_code", "variants",
-                "archive"):
+                "archive", "ab_test"):
         if key in data:
             setattr(campaign, key, data[key])
     if data.get("segment_id") is not None:
@@ -251,6 +262,7 @@ def stored_template_errors(campaign: Campaign) -> dict[str, str]:
     sources = {"subject": campaign.subject, "body": campaign.body}
     for key, value in ((campaign.variants or {}).get("es") or {}).items():
         sources[f"variants.es.{key}"] = value
+    sources.update(subject_sources(campaign.ab_test))
     return template_errors({k: v for k, v in sources.items() if isinstance(v, str)})
 
 
@@ -273,6 +285,7 @@ def unsaved(data: dict[str, Any]) -> Campaign:
         subject=data.get("subject") or "", preheader=data.get("preheader") or "",
         body=data.get("body") or "", format=ContentFormat(data.get("format") or "markdown"),
         variants=data.get("variants") or {}, source_code=data.get("source_code") or "",
+        ab_test=data.get("ab_test") or None,
         updated_at=datetime.now(UTC),
     )
     return campaign
@@ -293,7 +306,8 @@ def preview(campaign: Campaign, locale: str) -> dict[str, str]:
 
 
 __all__ = [
-    "CampaignIn", "CampaignPatch", "IllegalTransition", "NoLists", "NotADraft", "SendIn",
+    "CampaignIn", "CampaignPatch", "DecideIn", "IllegalTransition", "NoLists", "NotADraft",
+    "SendIn",
     "TestIn", "UnknownLists", "Unrenderable",
     "act", "create_draft", "edit_draft", "preview", "queue_test", "resolve_lists",
     "stored_template_errors", "unsaved",

@@ -20,15 +20,17 @@ does the two cheap, urgent things:
    in flight at the kill;
 2. `queued` batches of sending campaigns that have no job waiting in Redis on two passes
    in a row get one at the front: a worker killed after taking a job and before claiming
-   its batch, or Redis restarted empty, loses jobs but never the ledger.
+   its batch, or Redis restarted empty, loses jobs but never the ledger;
+3. A/B subject tests that are due are decided (`abdecide`): should the scheduled decision
+   job be lost, the test still ends within a pass of its time.
 
-`recover()` — the full pass — does both, and:
+`recover()` — the full pass — does these three, and:
 
-3. campaigns in `sending` that look stalled (no batch claimed or finished within the
+4. campaigns in `sending` that look stalled (no batch claimed or finished within the
    lease) get a job for every `queued` batch — the fallback where Redis cannot be
    inspected (the in-process queue of the embedded mode). Duplicate jobs are harmless:
    the lock and the claim let only one of them work;
-4. `scheduled` campaigns whose `send_at` has passed get their start job (RQ's scheduler
+5. `scheduled` campaigns whose `send_at` has passed get their start job (RQ's scheduler
    fires it normally; this covers time that passed while no worker ran).
 
 It runs at every worker start (worker.py), then every lease period in each worker and
@@ -51,6 +53,7 @@ from .. import config, db
 from ..db import utcnow
 from ..models import Batch, BatchStatus, Campaign, CampaignKind, CampaignStatus
 from ..queue import enqueue_after_commit, task_queue
+from .abdecide import decide_due
 from .liveness import probe_abandoned, uses_locks
 from .sending import (
     START_JOB,
@@ -78,7 +81,8 @@ def watch() -> dict[str, int]:
     """The cheap part of the recovery pass, run every few seconds by every worker."""
     session = db.session()
     report = {"requeued_batches": requeue_abandoned(session),
-              "lost_jobs": enqueue_lost_jobs(session)}
+              "lost_jobs": enqueue_lost_jobs(session),
+              "ab_decided": decide_due(session)}
     if any(report.values()):
         log.warning("campaign watch: %s", report)
     return report
@@ -169,6 +173,7 @@ def recover() -> dict[str, int]:
     now = utcnow()
     report = {"requeued_batches": requeue_abandoned(session),
               "lost_jobs": enqueue_lost_jobs(session),
+              "ab_decided": decide_due(session),
               "restarted_campaigns": 0, "started_campaigns": 0}
     stale = report["requeued_batches"]
 

@@ -49,6 +49,7 @@ from ..config import Settings
 from ..i18n import LOCALES
 from ..mail.compose import inline_css
 from ..models import Campaign, ContentFormat
+from .abtest import subject_for
 
 # Variables staff may use in subject and body; each comes from the subscriber's row.
 PERSON_VARIABLES = ("first_name", "last_name", "email", "state", "postal_code")
@@ -216,11 +217,16 @@ class RenderedVariant:
         return subs
 
 
-def _content_for(campaign: Campaign, locale: str) -> tuple[str, str]:
+def _content_for(campaign: Campaign, locale: str, ab: int | None = None) -> tuple[str, str]:
+    """Subject and body sources of a language; `ab`: the A/B test's subject number."""
     variant = (campaign.variants or {}).get(locale) if locale != "en" else None
     if variant and variant.get("body"):
-        return str(variant.get("subject") or campaign.subject), str(variant["body"])
-    return campaign.subject, campaign.body
+        subject, body = str(variant.get("subject") or campaign.subject), str(variant["body"])
+    else:
+        subject, body = campaign.subject, campaign.body
+    if ab is not None and campaign.ab_test:
+        subject = subject_for(campaign.ab_test, ab, locale)
+    return subject, body
 
 
 def add_source_code(url: str, code: str) -> str:
@@ -279,14 +285,14 @@ def public_copy(campaign: Campaign, locale: str) -> tuple[str, str]:
 
 def render_variant(
     campaign: Campaign, locale: str, settings: Settings | None = None, *, test: bool = False,
-    layout: str | None = None,
+    layout: str | None = None, ab: int | None = None,
 ) -> RenderedVariant:
     """The campaign's mail in `locale` with placeholders for the person and their links.
 
     A stored campaign (an id) carries a "view in browser" link (`view`); `layout`
     names another mail layout than the campaign kind's (a list's welcome)."""
     settings = settings or config.settings()
-    subject_src, body_src = _content_for(campaign, locale)
+    subject_src, body_src = _content_for(campaign, locale, ab)
     subject, body = fill_templates([subject_src, body_src])
     subject = " ".join(subject.split())
     body_html, body_text = _body_parts(campaign, body)
@@ -332,17 +338,19 @@ def render_variant(
     return RenderedVariant(locale, subject, html, text, tuple(text_names), tuple(html_names))
 
 
-_cache: dict[tuple[int, str, str, bool], RenderedVariant] = {}
+_cache: dict[tuple[int, str, str, bool, int | None], RenderedVariant] = {}
 
 
-def cached_variant(campaign: Campaign, locale: str, *, test: bool = False) -> RenderedVariant:
-    """Render a variant once per process (keyed on the campaign's last update)."""
-    key = (campaign.id, campaign.updated_at.isoformat(), locale, test)
+def cached_variant(campaign: Campaign, locale: str, *, test: bool = False,
+                   ab: int | None = None) -> RenderedVariant:
+    """Render a variant once per process (keyed on the campaign's last update; `ab`: the
+    A/B test's subject number)."""
+    key = (campaign.id, campaign.updated_at.isoformat(), locale, test, ab)
     variant = _cache.get(key)
     if variant is None:
         if len(_cache) > 32:
             _cache.clear()
-        variant = _cache[key] = render_variant(campaign, locale, test=test)
+        variant = _cache[key] = render_variant(campaign, locale, test=test, ab=ab)
     return variant
 
 

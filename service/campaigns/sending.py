@@ -62,6 +62,7 @@ from ..models import (
 from ..queue import enqueue_after_commit
 from ..subscribers import email_hasher
 from ..tokens import BatchLinks, one_click_headers
+from .abtest import freeze_ab
 from .audience import audience_query
 from .lifecycle import audit, require_transition, transition
 from .liveness import BatchHold, BatchLost
@@ -215,7 +216,12 @@ def start_campaign(session: Session, campaign_id: int) -> None:
     if not transition(session, campaign_id, "start", SYSTEM):
         session.rollback()
         return
-    total = freeze_audience(session, campaign, config.settings().campaign_batch_size)
+    batch_size = config.settings().campaign_batch_size
+    if campaign.ab_test:  # an A/B subject test: a sample first, the rest held (abtest)
+        freeze_segment(session, campaign)  # a followed saved segment is copied first
+        total = freeze_ab(session, campaign, batch_size)
+    else:
+        total = freeze_audience(session, campaign, batch_size)
     audit(session, SYSTEM, "frozen", campaign_id, total=total)
     enqueue_queued_batches(session, campaign)
     session.commit()
@@ -225,10 +231,10 @@ def start_campaign(session: Session, campaign_id: int) -> None:
 
 
 def finish_if_done(session: Session, campaign_id: int) -> bool:
-    """sending → sent once no batch is queued or being sent (run after each batch)."""
+    """sending → sent once no batch is queued, held or being sent (run after each batch)."""
     open_batches = exists().where(
         Batch.campaign_id == campaign_id,
-        Batch.status.in_([BatchStatus.queued, BatchStatus.sending]),
+        Batch.status.in_([BatchStatus.queued, BatchStatus.sending, BatchStatus.held]),
     )
     done = transition(session, campaign_id, "finish", SYSTEM, only_if=~open_batches)
     session.commit()
@@ -248,6 +254,8 @@ class Claim:
     # The batch's `attempts` after this claim: the fencing token of every later write
     # about the batch (a claim after a requeue has another).
     attempt: int
+    # The A/B subject of a test's sample batch (None: no test, or the winner's).
+    variant: int | None = None
 
 
 def claim_batch(session: Session, batch_id: int) -> Claim | None:
@@ -258,11 +266,12 @@ def claim_batch(session: Session, batch_id: int) -> Claim | None:
         update(Batch)
         .where(Batch.id == batch_id, Batch.status == BatchStatus.queued, campaign_sending)
         .values(status=BatchStatus.sending, attempts=Batch.attempts + 1, claimed_at=utcnow())
-        .returning(Batch.campaign_id, Batch.seq, Batch.attempts)
+        .returning(Batch.campaign_id, Batch.seq, Batch.attempts, Batch.variant)
         .execution_options(synchronize_session=False)
     ).first()
     commit_quickly(session)
-    return Claim(batch_id, row.campaign_id, row.seq, row.attempts) if row is not None else None
+    return (Claim(batch_id, row.campaign_id, row.seq, row.attempts, row.variant)
+            if row is not None else None)
 
 
 def _mark(session: Session, batch_id: int, delivery_ids: Sequence[int],
@@ -440,6 +449,7 @@ def _send_claimed(session: Session, batch_id: int, hold: BatchHold) -> None:
     campaign = session.get(Campaign, batch.campaign_id)
     assert campaign is not None
     try:
+        subject = ab_subject(campaign, batch)
         list_ids = sorted(session.scalars(
             select(campaign_lists.c.list_id).where(campaign_lists.c.campaign_id == campaign.id)))
         rows = recheck(session, list_ids, batch_id)
@@ -450,7 +460,7 @@ def _send_claimed(session: Session, batch_id: int, hold: BatchHold) -> None:
         for n, (locale, group) in enumerate(sorted(by_locale.items())):
             if n:
                 commit_quickly(session)  # the previous language's marks
-            variant = cached_variant(campaign, locale)
+            variant = cached_variant(campaign, locale, ab=subject)
             personalize = Personalizer(campaign, variant, list_ids, conf)
             pending = [(row.id, personalize(row)) for row in group]
             _post(session, campaign, batch, hold, variant, pending, conf, fresh_claim=n == 0)
@@ -470,6 +480,18 @@ def _send_claimed(session: Session, batch_id: int, hold: BatchHold) -> None:
     )
     commit_quickly(session)
     finish_if_done(session, campaign.id)
+
+
+def ab_subject(campaign: Campaign, batch: Claim) -> int | None:
+    """Which A/B subject the batch sends (None: the campaign's own subject): its own for
+    a batch of the test's sample, the winner's for the rest. Only the decision releases
+    the rest's batches, together with the winner, so the rest always has one."""
+    if not campaign.ab_test:
+        return None
+    subject = batch.variant if batch.variant is not None else campaign.ab_winner
+    if subject is None:  # cannot happen (see above); never send such a batch
+        raise ContentError("A batch of an A/B test was released before its decision.")
+    return subject
 
 
 def _post(session: Session, campaign: Campaign, batch: Claim, hold: BatchHold,

@@ -1,10 +1,11 @@
-"""`actionlist campaigns send|pause|resume|cancel ID` (and `recover`)."""
+"""`actionlist campaigns send|pause|resume|cancel ID` (and `recover`, `decide`)."""
 
 from __future__ import annotations
 
 import click
 
 from .. import db
+from ..campaigns.abdecide import AbRefused, BadWinner, decide
 from ..campaigns.drafts import IllegalTransition, NoLists, act
 from ..campaigns.recovery import recover
 from ..campaigns.sending import counts
@@ -59,3 +60,26 @@ cancel_cmd = _action_command("cancel")
 def recover_cmd() -> None:
     """Run the crash-recovery pass once (requeue abandoned batches, start overdue ones)."""
     click.echo(recover())
+
+
+@campaigns.command("decide")
+@click.argument("campaign_id", type=int)
+@click.argument("winner", type=int)
+def decide_cmd(campaign_id: int, winner: int) -> None:
+    """End a campaign's A/B subject test now: subject WINNER (0, 1, …) goes to the rest."""
+    session = db.session()
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise click.ClickException(f"No campaign {campaign_id}.")
+    try:
+        decide(session, campaign, winner, ACTOR)
+    except (AbRefused, BadWinner) as exc:
+        session.rollback()
+        raise click.ClickException(str(exc)) from exc
+    session.commit()
+    local = task_queue().local
+    if local is not None:  # embedded mode: the rest is sent by this process
+        local.drain(timeout=24 * 3600)
+        session.refresh(campaign)
+    click.echo(f"Campaign {campaign_id}: subject {winner} won; {campaign.status.value} "
+               f"{counts(session, campaign_id)}")

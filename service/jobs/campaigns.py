@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import db
-from ..campaigns import recovery, sending
+from ..campaigns import abdecide, recovery, sending
 
 
 def start(campaign_id: int) -> None:
@@ -25,3 +25,8 @@ def watchdog() -> None:
     """Run the recovery pass, then again one lease later while campaigns are in flight."""
     recovery.recover()
     recovery.schedule_watchdog()
+
+
+def decide_ab(campaign_id: int) -> None:
+    """Decide a campaign's A/B test once due (a no-op if decided or not yet due)."""
+    abdecide.decide_if_due(db.session(), campaign_id)
