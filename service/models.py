@@ -352,6 +352,8 @@ class Campaign(Base):
     created_by: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The call to action (migration 1400): clicks on it are the campaign's "actions".
+    action_url: Mapped[str] = mapped_column(String(2000), default="", server_default="")
 
     lists: Mapped[list[MailingList]] = relationship(secondary=campaign_lists)
 
@@ -462,6 +464,22 @@ class CampaignEventUnique(Base):
     event: Mapped[str] = mapped_column(String(32), primary_key=True)
     # The subscriber id from custom_args, or a hash when the event names none.
     recipient: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class CampaignBreakdown(Base):
+    """A campaign's figures per subscriber locale or state (migration 1400), kept by the
+    webhook job as it applies events: `dimension` is "locale" or "state", `key` the
+    subscriber's value ("" when unknown)."""
+
+    __tablename__ = "campaign_breakdowns"
+
+    campaign_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    dimension: Mapped[str] = mapped_column(String(10), primary_key=True)
+    key: Mapped[str] = mapped_column(String(10), primary_key=True)
+    delivered: Mapped[int] = mapped_column(BigInteger, default=0)
+    unique_opens: Mapped[int] = mapped_column(BigInteger, default=0)
+    unique_clicks: Mapped[int] = mapped_column(BigInteger, default=0)
+    actions: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class CampaignLinkStat(Base):
