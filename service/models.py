@@ -455,8 +455,16 @@ class CampaignEventStat(Base):
     count: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+# Unique markers besides "open" and "click": a click on the campaign's action URL, a hard
+# bounce, a spam report (the circuit breaker counts the last two).
+UNIQUE_ACTION = "action"
+UNIQUE_HARD_BOUNCE = "hard_bounce"
+UNIQUE_SPAM_REPORT = "spamreport"
+
+
 class CampaignEventUnique(Base):
-    """Marks that one recipient did `event` (open, click) for a campaign: unique counts."""
+    """Marks that one recipient did `event` (open, click, action, hard_bounce, spamreport)
+    for a campaign: unique counts."""
 
     __tablename__ = "campaign_event_uniques"
 

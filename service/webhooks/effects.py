@@ -1,29 +1,44 @@
 """Applying stored events: deliveries, suppressions, subscriptions, statistics.
 
 `process_pending_events` runs as an RQ job on the `default` queue. It claims a chunk of
-unprocessed rows (`FOR UPDATE SKIP LOCKED` on PostgreSQL), applies their effects and marks
-them processed in the same transaction: a crash rolls everything back and the rows stay
-pending, so running the job twice (or two workers at once) never applies an event twice.
+unprocessed rows and marks them processed in one statement (`UPDATE … RETURNING` over a
+`FOR UPDATE SKIP LOCKED` pick on PostgreSQL), applies their effects in the same
+transaction: a crash rolls everything back and the rows stay pending, so running the job
+twice (or two workers at once) never applies an event twice.
+
+The effects are set-based: one statement per kind of effect per chunk (the hourly
+counters, the unique markers, the links, the per-locale/state breakdowns, the deliveries'
+`event_status`), not one per event. Only the events that change a person (bounces, spam
+reports, unsubscribes, soft bounces: a small share of a send's events) go one by one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import Table, func, select
+import orjson
+from sqlalchemy import Table, Text, case, func, select, text, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
 from .. import config
+from ..bulk import SEP, one_of, pg_column, pg_ids
 from ..config import Settings
-from ..db import MAX_ID, insert_for, parse_id, utcnow
+from ..db import MAX_ID, insert_for, is_pg, parse_id, utcnow
 from ..models import (
+    UNIQUE_ACTION,
+    UNIQUE_HARD_BOUNCE,
+    UNIQUE_SPAM_REPORT,
     Campaign,
+    CampaignBreakdown,
     CampaignEventStat,
     CampaignEventUnique,
     CampaignLinkStat,
@@ -50,7 +65,7 @@ from ..subscribers import (
 
 log = logging.getLogger(__name__)
 
-CHUNK = 2000
+CHUNK = 5000
 # A failed run (e.g. two workers suppressing the same address at once) is retried; its
 # rows stay pending until then.
 PROCESS_RETRY = (10, 60, 300, 1800)
@@ -65,6 +80,12 @@ STATUS_RANK = {
 }
 UNIQUE_EVENTS = {"open", "click"}
 SOFT_EVENTS = {"blocked", "deferred"}
+# Unique marker → the breakdown figure it adds to.
+BREAKDOWN_OF_UNIQUE = {"open": "unique_opens", "click": "unique_clicks",
+                       UNIQUE_ACTION: "actions"}
+# Called with the campaigns whose delivered, bounce or spam-report figures a chunk
+# changed, inside the chunk's transaction (the circuit breaker; wired in by the job).
+ChunkHook = Callable[[Session, set[int]], Any]
 
 
 @dataclass(frozen=True)
@@ -115,49 +136,90 @@ def queue_processing(session: Session) -> None:
     enqueue_after_commit(session, PROCESS_JOB, queue="default", retry_intervals=PROCESS_RETRY)
 
 
-def process_pending_events(session: Session) -> int:
+def process_pending_events(session: Session, after_chunk: ChunkHook | None = None) -> int:
     """Apply every pending event, a chunk per transaction. Returns how many."""
     session.expire_all()  # reload whatever this thread's session may hold from before
+    table = cast(Table, WebhookEvent.__table__)
     total = 0
     while True:
-        rows = session.scalars(
-            select(WebhookEvent)
-            .where(WebhookEvent.processed_at.is_(None))
-            .order_by(WebhookEvent.id)
-            .limit(CHUNK)
-            .with_for_update(skip_locked=True)
-        ).all()
-        if not rows:
+        now = utcnow()
+        pick = (select(table.c.id).where(table.c.processed_at.is_(None))
+                .order_by(table.c.id).limit(CHUNK).with_for_update(skip_locked=True))
+        claimed = list(session.execute(
+            update(table).where(table.c.id.in_(pick))
+            .values(processed_at=now)
+            .returning(table.c.id, sql_cast(table.c.payload, Text), table.c.received_at)
+        ).all())
+        if not claimed:
             session.commit()
             return total
-        outcomes = apply_events(session, [parse(r.payload, r.received_at) for r in rows])
-        now = utcnow()
-        for row in rows:
-            row.processed_at = now
+        claimed.sort(key=lambda row: row[0])  # apply in the order they arrived
+        events = [parse(_loads(payload), received_at) for _id, payload, received_at in claimed]
+        outcomes = apply_events(session, events, after_chunk)
         session.commit()
         for (name, outcome), n in outcomes.items():
             metrics().webhook_events.labels(name, outcome).inc(n)
-        total += len(rows)
+        total += len(claimed)
 
 
-def apply_events(session: Session, events: list[ParsedEvent]) -> Counter[tuple[str, str]]:
+def _loads(payload: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(payload)
+    except orjson.JSONDecodeError:  # stored escaped by the standard encoder (a lone surrogate)
+        value = json.loads(payload)
+    return value if isinstance(value, dict) else {}
+
+
+def apply_events(session: Session, events: list[ParsedEvent],
+                 after_chunk: ChunkHook | None = None) -> Counter[tuple[str, str]]:
     settings = config.settings()
-    known_campaigns = _existing_campaigns(session, {e.campaign_id for e in events})
+    campaigns = _existing_campaigns(session, {e.campaign_id for e in events})
+    known_campaigns = set(campaigns)
     outcomes: Counter[tuple[str, str]] = Counter()
     for_stats = [e for e in events if e.campaign_id in known_campaigns]
-    _count_statistics(session, for_stats)
+    _count_statistics(session, for_stats, campaigns)
     _advance_deliveries(session, for_stats)
     for event in events:
         outcome = _apply_to_subscriber(session, settings, event, known_campaigns)
         outcomes[(event.name, outcome)] += 1
+    if after_chunk is not None:
+        watched = {e.campaign_id for e in for_stats if e.name in BREAKER_EVENTS}
+        if watched:
+            after_chunk(session, cast(set[int], watched))
     return outcomes
 
 
-def _existing_campaigns(session: Session, ids: Iterable[int | None]) -> set[int]:
+BREAKER_EVENTS = {"delivered", "bounce", "spamreport"}
+
+
+def _existing_campaigns(session: Session, ids: Iterable[int | None]) -> dict[int, str]:
+    """{campaign id: its normalised action URL ("" when none)} of the ids that exist."""
     wanted = {i for i in ids if i is not None}
     if not wanted:
-        return set()
-    return set(session.scalars(select(Campaign.id).where(Campaign.id.in_(wanted))))
+        return {}
+    rows = session.execute(select(Campaign.id, Campaign.action_url).where(Campaign.id.in_(wanted)))
+    return {cid: normalise_url(url) if url else "" for cid, url in rows}
+
+
+# Query parameters that only say where a click came from: not part of the link's identity.
+TRACKING_PARAMS = ("utm_", "mc_", "fbclid", "gclid")
+
+
+def normalise_url(url: str) -> str:
+    """A link as compared with the action URL: scheme and host lower-case, default port,
+    trailing slash, fragment and tracking parameters (utm_…) dropped, parameters sorted."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return url.strip()
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if port and (scheme, port) not in {("http", 80), ("https", 443)}:
+        host = f"{host}:{port}"
+    query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                   if not k.lower().startswith(TRACKING_PARAMS))
+    return urlunsplit((scheme, host, parts.path.rstrip("/"), urlencode(query), ""))
 
 
 def _hour(at: datetime) -> datetime:
@@ -170,18 +232,32 @@ def _recipient(event: ParsedEvent) -> str:
     return "h:" + hashlib.sha256(event.email.lower().encode()).hexdigest()[:60]
 
 
-def _count_statistics(session: Session, events: list[ParsedEvent]) -> None:
-    """Add the chunk's events to the hourly counters, unique markers and link counts."""
+def _count_statistics(session: Session, events: list[ParsedEvent],
+                      campaigns: dict[int, str]) -> None:
+    """Add the chunk's events to the hourly counters, unique markers, link counts and the
+    per-locale/state breakdowns: one statement each."""
     buckets: Counter[tuple[int, datetime, str]] = Counter()
     uniques: set[tuple[int, str, str]] = set()
     links: Counter[tuple[int, str]] = Counter()
+    delivered: Counter[tuple[int, int]] = Counter()
     for e in events:
         assert e.campaign_id is not None
         buckets[(e.campaign_id, _hour(e.at), e.name)] += 1
-        if e.name in UNIQUE_EVENTS:
-            uniques.add((e.campaign_id, e.name, _recipient(e)))
-        if e.name == "click" and e.payload.get("url"):
-            links[(e.campaign_id, str(e.payload["url"])[:4000])] += 1
+        name = e.name
+        if name in UNIQUE_EVENTS:
+            uniques.add((e.campaign_id, name, _recipient(e)))
+        elif name == "delivered" and e.subscriber_id is not None:
+            delivered[(e.campaign_id, e.subscriber_id)] += 1
+        elif name == "bounce" and e.payload.get("type") != "blocked":
+            uniques.add((e.campaign_id, UNIQUE_HARD_BOUNCE, _recipient(e)))
+        elif name == "spamreport":
+            uniques.add((e.campaign_id, UNIQUE_SPAM_REPORT, _recipient(e)))
+        if name == "click" and e.payload.get("url"):
+            url = str(e.payload["url"])[:4000]
+            links[(e.campaign_id, url)] += 1
+            action = campaigns.get(e.campaign_id)
+            if action and normalise_url(url) == action:
+                uniques.add((e.campaign_id, UNIQUE_ACTION, _recipient(e)))
     if buckets:
         stmt = insert_for(session, cast(Table, CampaignEventStat.__table__))
         stmt = stmt.on_conflict_do_update(
@@ -192,12 +268,14 @@ def _count_statistics(session: Session, events: list[ParsedEvent]) -> None:
             {"campaign_id": c, "hour": h, "event": name, "count": n}
             for (c, h, name), n in sorted(buckets.items())
         ])
+    new_uniques: list[tuple[int, str, str]] = []
     if uniques:
-        stmt = insert_for(session, cast(Table, CampaignEventUnique.__table__))
-        stmt = stmt.on_conflict_do_nothing()
-        session.execute(stmt, [
+        table = cast(Table, CampaignEventUnique.__table__)
+        stmt = insert_for(session, table).on_conflict_do_nothing().returning(
+            table.c.campaign_id, table.c.event, table.c.recipient)
+        new_uniques = [(row[0], row[1], row[2]) for row in session.execute(stmt, [
             {"campaign_id": c, "event": name, "recipient": r} for c, name, r in sorted(uniques)
-        ])
+        ])]
     if links:
         stmt = insert_for(session, cast(Table, CampaignLinkStat.__table__))
         stmt = stmt.on_conflict_do_update(
@@ -209,6 +287,50 @@ def _count_statistics(session: Session, events: list[ParsedEvent]) -> None:
              "url": url, "clicks": n}
             for (c, url), n in sorted(links.items())
         ])
+    _count_breakdowns(session, delivered, new_uniques)
+
+
+def _count_breakdowns(session: Session, delivered: Counter[tuple[int, int]],
+                      new_uniques: list[tuple[int, str, str]]) -> None:
+    """Add delivered events and newly marked unique opens/clicks/actions to the campaign's
+    per-locale and per-state counters (the subscriber's current locale and state).
+
+    Kept as the events are applied: one look-up of the chunk's subscribers and one upsert,
+    so reading the breakdowns is a read of a few rows, whatever the campaign's size."""
+    figures: list[tuple[int, int, str]] = [(c, s, "delivered") for (c, s) in delivered]
+    counts = dict(delivered)
+    for c, event, recipient in new_uniques:
+        figure = BREAKDOWN_OF_UNIQUE.get(event)
+        subscriber_id = parse_id(recipient) if figure else None
+        if figure and subscriber_id is not None:
+            figures.append((c, subscriber_id, figure))
+            counts[(c, subscriber_id)] = counts.get((c, subscriber_id), 0)
+    if not figures:
+        return
+    ids = sorted({s for _c, s, _f in figures})
+    people = {sid: (locale, state) for sid, locale, state in session.execute(
+        select(Subscriber.id, Subscriber.locale, Subscriber.state)
+        .where(one_of(session, Subscriber.id, ids, ids=True)))}
+    totals: Counter[tuple[int, str, str, str]] = Counter()
+    for c, sid, figure in figures:
+        locale, state = people.get(sid, ("", ""))
+        n = delivered[(c, sid)] if figure == "delivered" else 1
+        totals[(c, "locale", locale or "", figure)] += n
+        totals[(c, "state", state or "", figure)] += n
+    rows: dict[tuple[int, str, str], dict[str, Any]] = {}
+    for (c, dimension, key, figure), n in totals.items():
+        row = rows.setdefault((c, dimension, key), {
+            "campaign_id": c, "dimension": dimension, "key": key, "delivered": 0,
+            "unique_opens": 0, "unique_clicks": 0, "actions": 0})
+        row[figure] += n
+    table = cast(Table, CampaignBreakdown.__table__)
+    stmt = insert_for(session, table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["campaign_id", "dimension", "key"],
+        set_={name: table.c[name] + stmt.excluded[name]
+              for name in ("delivered", "unique_opens", "unique_clicks", "actions")},
+    )
+    session.execute(stmt, [rows[k] for k in sorted(rows)])
 
 
 def _advance_deliveries(session: Session, events: list[ParsedEvent]) -> None:
@@ -222,6 +344,9 @@ def _advance_deliveries(session: Session, events: list[ParsedEvent]) -> None:
         if current is None or STATUS_RANK[e.name] >= STATUS_RANK[current.name]:
             best[key] = e
     if not best:
+        return
+    if is_pg(session):
+        _advance_deliveries_pg(session, best)
         return
     campaign_ids = {c for c, _ in best}
     subscriber_ids = {s for _, s in best}
@@ -237,8 +362,43 @@ def _advance_deliveries(session: Session, events: list[ParsedEvent]) -> None:
             continue
         if STATUS_RANK[event.name] > STATUS_RANK.get(delivery.event_status, 0):
             delivery.event_status = event.name
-            if event.name in {"dropped", "bounce", "blocked", "deferred"}:
+            if event.name in FAILURES:
                 delivery.reason = event.reason
+
+
+FAILURES = ("dropped", "bounce", "blocked", "deferred")
+
+
+def _advance_deliveries_pg(session: Session, best: dict[tuple[int, int], ParsedEvent]) -> None:
+    """One `UPDATE … FROM` the chunk's (campaign, subscriber, status) triples, moving a
+    delivery only forward."""
+    keys = sorted(best)
+    statuses = [best[k].name for k in keys]
+    reasons = [best[k].reason.replace(SEP, " ") if best[k].name in FAILURES else ""
+               for k in keys]
+    ranks = [STATUS_RANK[name] for name in statuses]
+    current = case(STATUS_RANK, value=Delivery.event_status, else_=0)
+    v = text(
+        "SELECT * FROM unnest(string_to_array(:c, ',')::int[], "
+        "string_to_array(:s, ',')::bigint[], string_to_array(:st, ','), "
+        "string_to_array(:r, :sep), string_to_array(:rk, ',')::int[]) "  # r: one extra ""
+        "AS v(campaign_id, subscriber_id, status, reason, rank)"
+    ).columns(
+        campaign_id=Delivery.campaign_id.type, subscriber_id=Delivery.subscriber_id.type,
+        status=Delivery.event_status.type, reason=Delivery.reason.type,
+        rank=Delivery.campaign_id.type,
+    ).subquery("v")
+    session.execute(
+        update(Delivery)
+        .where(Delivery.campaign_id == v.c.campaign_id,
+               Delivery.subscriber_id == v.c.subscriber_id, v.c.rank > current)
+        .values(event_status=v.c.status,
+                reason=case((v.c.status.in_(FAILURES), v.c.reason), else_=Delivery.reason))
+        .execution_options(synchronize_session=False),
+        {"c": pg_ids(c for c, _ in keys), "s": pg_ids(s for _, s in keys),
+         "st": ",".join(statuses), "r": pg_column(reasons), "sep": SEP,
+         "rk": ",".join(map(str, ranks))},
+    )
 
 
 def _find_subscriber(session: Session, event: ParsedEvent) -> Subscriber | None:

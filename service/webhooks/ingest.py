@@ -20,9 +20,9 @@ from typing import Any, cast
 import orjson
 from psycopg.errors import UniqueViolation
 from sqlalchemy import Insert, Table, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .. import jsonbody
