@@ -32,7 +32,7 @@ from ..campaigns.drafts import (
 )
 from ..campaigns.sending import counts
 from ..extensions import ApiBlueprint
-from ..models import Campaign, Role
+from ..models import Campaign, CampaignStatus, Role
 from .refusals import found, refused_as
 
 blp = ApiBlueprint("campaigns_api", __name__, url_prefix="/api/v1", description="Campaigns")
@@ -50,6 +50,9 @@ def campaign_out(c: Campaign) -> dict[str, Any]:
         "finished_at": c.finished_at.isoformat() if c.finished_at else None,
         "created_by": c.created_by,
         "counts": counts(db.session(), c.id),
+        # Call to action and circuit breaker
+        "action_url": c.action_url,
+        "paused_reason": (c.status_reason or None) if c.status == CampaignStatus.paused else None,
     }
 
 

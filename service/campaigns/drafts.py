@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 from sqlalchemy.orm import Session
@@ -65,6 +66,29 @@ class SegmentIn(Schema):
     locales = fields.List(fields.String(validate=validate.OneOf(LOCALES)), load_default=list)
 
 
+ACTION_URL_MAX = 2000
+
+
+def _action_url(value: str) -> None:
+    """An absolute http(s) URL with a host (or "" for none)."""
+    if not value:
+        return
+    _one_line(value)
+    if any(ch.isspace() for ch in value) or BIDI.search(value):
+        raise ValidationError("Must not contain spaces or direction marks.")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ValidationError("Not a valid URL.") from exc
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValidationError("Must be an http:// or https:// address with a host.")
+
+
+# Direction overrides and isolates: a link that reads differently than it goes.
+BIDI = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
 class VariantIn(Schema):
     subject = _text(validate.Length(min=1, max=300), lines=True, required=True)
     body = _text(validate.Length(min=1), lines=True, required=True)
@@ -88,6 +112,9 @@ class CampaignIn(Schema):
     segment = fields.Nested(SegmentIn, load_default=dict)
     variants = fields.Nested(VariantsIn, load_default=dict)
     source_code = _text(validate.Length(max=100), load_default="")
+    # The call to action: clicks on it count as actions in the statistics.
+    action_url = fields.String(validate=[validate.Length(max=ACTION_URL_MAX), _action_url],
+                               load_default="")
 
     @validates_schema
     def _templates(self, data: dict[str, Any], **_: Any) -> None:
@@ -167,7 +194,8 @@ def resolve_lists(session: Session, slugs: list[str]) -> list[MailingList]:
 
 def apply_fields(session: Session, campaign: Campaign, data: dict[str, Any]) -> None:
     """Copy validated `CampaignIn` data onto the campaign (only the keys present)."""
-    for key in ("name", "subject", "preheader", "body", "source_code", "segment", "variants"):
+    for key in ("name", "subject", "preheader", "body", "source_code", "segment", "variants",
+                "action_url"):
         if key in data:
             setattr(campaign, key, data[key])
     if "kind" in data:
