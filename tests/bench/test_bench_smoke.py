@@ -2,7 +2,7 @@
 
 They need PostgreSQL and Redis (TEST_DATABASE_URL, TEST_REDIS_URL), so CI runs them and a
 plain `make test` skips them. Each takes well under 30 s; the full-size figures are in
-docs/benchmarks.md. Ports 18350-18353 are kept apart from the benches' own (183[0-4]x).
+docs/benchmarks.md. Ports 18350-18354 are kept apart from the benches' own (183[0-4]x).
 """
 
 from __future__ import annotations
@@ -75,3 +75,10 @@ def test_chaos_bench_small():
                     "--port", "18353")
     assert "lost: 0" in out and "OK: nobody lost" in out, out
     assert "kill-to-resume" in out, out
+
+
+def test_events_bench_small():
+    out = run_bench("events", "events.py", "1000", "--batch", "1000", "--port", "18354")
+    assert "reference: COPY of the same 2,361 rows" in out, out
+    assert "ingestion: 2,361 events" in out and "end to end" in out, out
+    assert "checks=ok" in out, out
