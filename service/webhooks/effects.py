@@ -18,6 +18,7 @@ import functools
 import hashlib
 import json
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -105,7 +106,8 @@ class ParsedEvent:
     @property
     def reason(self) -> str:
         p = self.payload
-        return str(p.get("reason") or p.get("response") or p.get("status") or "")[:1000]
+        text = str(p.get("reason") or p.get("response") or p.get("status") or "")[:1000]
+        return text.replace("\x00", "\ufffd")  # PostgreSQL text cannot hold NUL
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -216,16 +218,19 @@ def _existing_campaigns(session: Session, ids: Iterable[int | None]) -> dict[int
 
 # Query parameters that only say where a click came from: not part of the link's identity.
 TRACKING_PARAMS = ("utm_", "mc_", "fbclid", "gclid")
+CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
 
 
 def normalise_url(url: str) -> str:
     """A link as compared with the action URL: scheme and host lower-case, default port,
     trailing slash, fragment and tracking parameters (utm_…) dropped, parameters sorted."""
+    if CONTROL_OR_SPACE.search(url):  # never "cleaned" into a match (urlsplit strips some)
+        return url
     try:
-        parts = urlsplit(url.strip())
+        parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        return url.strip()
+        return url
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
     if port and (scheme, port) not in {("http", 80), ("https", 443)}:
@@ -266,7 +271,7 @@ def _count_statistics(session: Session, events: list[ParsedEvent],
         elif name == "spamreport":
             uniques.add((e.campaign_id, UNIQUE_SPAM_REPORT, _recipient(e)))
         if name == "click" and e.payload.get("url"):
-            url = str(e.payload["url"])[:4000]
+            url = str(e.payload["url"])[:4000].replace("\x00", "\ufffd")  # no NUL in text
             links[(e.campaign_id, url)] += 1
             action = campaigns.get(e.campaign_id)
             if action and normalise_url(url) == action:

@@ -102,3 +102,19 @@ def test_no_events_no_breakdowns(client, api_token, sent_campaign):
 ])
 def test_normalised_urls(url, same):
     assert (normalise_url(url) == normalise_url(ACTION)) is same
+
+
+def test_hostile_click_urls_count_as_clicks_and_never_as_actions(
+        client, api_token, post_events, run_jobs, campaign_with_people):
+    sent = campaign_with_people
+    hostile = ["http://[", "\x00" + ACTION, ACTION + "\u202e", {"url": ACTION}, [ACTION],
+               10**30, "https://act.example.org/petition?" + "a=1&" * 900, "", None]
+    events = [event("click", sent, i % 6, url=url) for i, url in enumerate(hostile)]
+    events.append(event("bounce", sent, 5, type="bounce", reason="550\x00 no\u202e"))
+    assert post_events(events).status_code == 200
+    run_jobs()
+    figures = client.get(f"/api/v1/campaigns/{sent.campaign_id}/stats",
+                         headers=api_token("campaigner")).get_json()
+    assert figures["clicks"] == len(hostile)
+    assert figures["actions"] == 0
+    assert figures["bounces"] == 1  # a NUL in the reason does not stop the job
