@@ -8,8 +8,10 @@ twice (or two workers at once) never applies an event twice.
 
 The effects are set-based: one statement per kind of effect per chunk (the hourly
 counters, the unique markers, the links, the per-locale/state breakdowns, the deliveries'
-`event_status`), not one per event. Only the events that change a person (bounces, spam
-reports, unsubscribes, soft bounces: a small share of a send's events) go one by one.
+`event_status`), not one per event; so are hard bounces and spam reports naming a
+subscriber id (`_apply_in_bulk`). The other events that change a person (unsubscribes, soft
+bounces, events naming only an address, a person's second such event in a chunk) go one by
+one, in order.
 """
 
 from __future__ import annotations
