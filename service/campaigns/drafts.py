@@ -77,9 +77,10 @@ def _action_url(value: str) -> None:
     if any(ch.isspace() for ch in value) or BIDI.search(value):
         raise ValidationError("Must not contain spaces or direction marks.")
     try:
+        value.encode("utf-8")  # a lone surrogate cannot be stored
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
+    except ValueError as exc:  # UnicodeEncodeError is one
         raise ValidationError("Not a valid URL.") from exc
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise ValidationError("Must be an http:// or https:// address with a host.")

@@ -29,6 +29,7 @@ HOSTILE: list[Any] = [
     "https://example.org/\u202egnp.exe",  # a right-to-left override
     "https://example.org:99999/",
     "https://" + "a" * 2000 + ".org/",
+    "https://\ud800.example.org/",  # a lone surrogate
     123,
     ["https://example.org/"],
     {"url": "https://example.org/"},
