@@ -49,6 +49,11 @@ class Settings:
     # This many blocked/deferred events for one address within the window suppress it.
     soft_bounce_limit: int = 5
     soft_bounce_window_seconds: int = 7 * 24 * 3600
+    # The circuit breaker: once this many of a sending campaign's mails are delivered, a
+    # hard-bounce or spam-report share of delivered above its rate pauses the campaign.
+    breaker_min_sample: int = 500
+    breaker_bounce_rate: float = 0.05
+    breaker_complaint_rate: float = 0.002
     mail_from: str = "actionlist <noreply@example.org>"
     mail_reply_to: str = ""
     org_name: str = "actionlist"
@@ -108,6 +113,11 @@ class Settings:
             soft_bounce_limit=int(env.get("SOFT_BOUNCE_LIMIT", cls.soft_bounce_limit)),
             soft_bounce_window_seconds=int(
                 env.get("SOFT_BOUNCE_WINDOW_SECONDS", cls.soft_bounce_window_seconds)
+            ),
+            breaker_min_sample=int(env.get("BREAKER_MIN_SAMPLE", cls.breaker_min_sample)),
+            breaker_bounce_rate=float(env.get("BREAKER_BOUNCE_RATE", cls.breaker_bounce_rate)),
+            breaker_complaint_rate=float(
+                env.get("BREAKER_COMPLAINT_RATE", cls.breaker_complaint_rate)
             ),
             mail_from=env.get("MAIL_FROM", cls.mail_from),
             mail_reply_to=env.get("MAIL_REPLY_TO", ""),

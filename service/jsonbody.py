@@ -39,12 +39,12 @@ def loads(doc: str | bytes, **kwargs: Any) -> Any:
         value = json.loads(doc, **kwargs)
     except RecursionError:
         raise TooDeep(doc) from None
-    if _nests_deeper_than(value, MAX_DEPTH):
+    if nests_deeper_than(value, MAX_DEPTH):
         raise TooDeep(doc)
     return value
 
 
-def _nests_deeper_than(value: Any, limit: int) -> bool:
+def nests_deeper_than(value: Any, limit: int) -> bool:
     """Whether `value` has more than `limit` levels of lists and dicts (walked level by
     level, without recursion)."""
     level = [value] if isinstance(value, (list, dict)) else []

@@ -435,6 +435,8 @@ class Campaign(Base):
     ab_status: Mapped[str] = mapped_column(String(10), default="", server_default="")
     ab_winner: Mapped[int | None]
     ab_decide_at: Mapped[datetime | None]
+    # The call to action (migration 1400): clicks on it are the campaign's "actions".
+    action_url: Mapped[str] = mapped_column(String(2000), default="", server_default="")
 
     lists: Mapped[list[MailingList]] = relationship(secondary=campaign_lists)
 
@@ -556,8 +558,16 @@ class CampaignEventStat(Base):
     count: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+# Unique markers besides "open" and "click": a click on the campaign's action URL, a hard
+# bounce, a spam report (the circuit breaker counts the last two).
+UNIQUE_ACTION = "action"
+UNIQUE_HARD_BOUNCE = "hard_bounce"
+UNIQUE_SPAM_REPORT = "spamreport"
+
+
 class CampaignEventUnique(Base):
-    """Marks that one recipient did `event` (open, click) for a campaign: unique counts."""
+    """Marks that one recipient did `event` (open, click, action, hard_bounce, spamreport)
+    for a campaign: unique counts."""
 
     __tablename__ = "campaign_event_uniques"
 
@@ -565,6 +575,22 @@ class CampaignEventUnique(Base):
     event: Mapped[str] = mapped_column(String(32), primary_key=True)
     # The subscriber id from custom_args, or a hash when the event names none.
     recipient: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class CampaignBreakdown(Base):
+    """A campaign's figures per subscriber locale or state (migration 1400), kept by the
+    webhook job as it applies events: `dimension` is "locale" or "state", `key` the
+    subscriber's value ("" when unknown)."""
+
+    __tablename__ = "campaign_breakdowns"
+
+    campaign_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    dimension: Mapped[str] = mapped_column(String(10), primary_key=True)
+    key: Mapped[str] = mapped_column(String(10), primary_key=True)
+    delivered: Mapped[int] = mapped_column(BigInteger, default=0)
+    unique_opens: Mapped[int] = mapped_column(BigInteger, default=0)
+    unique_clicks: Mapped[int] = mapped_column(BigInteger, default=0)
+    actions: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class CampaignLinkStat(Base):

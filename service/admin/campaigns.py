@@ -81,6 +81,7 @@ def form_values(form: Any) -> dict[str, Any]:
         "subject": form.get("subject", ""), "preheader": form.get("preheader", ""),
         "body": form.get("body", ""), "format": form.get("format", "markdown"),
         "source_code": form.get("source_code", ""), "archive": form.get("archive") == "on",
+        "action_url": form.get("action_url", ""),
         "es_subject": form.get("es_subject", ""), "es_body": form.get("es_body", ""),
         "lists": form.getlist("lists"), **segment_form_values(form),
         **ab_form_values(form),
@@ -143,7 +144,8 @@ def campaign_values(c: Campaign | None) -> dict[str, Any]:
     return {
         "name": c.name, "kind": c.kind.value, "subject": c.subject, "preheader": c.preheader,
         "body": c.body, "format": c.format.value, "source_code": c.source_code,
-        "archive": c.archive, "es_subject": es.get("subject", ""), "es_body": es.get("body", ""),
+        "archive": c.archive, "action_url": c.action_url,
+        "es_subject": es.get("subject", ""), "es_body": es.get("body", ""),
         "lists": [ml.slug for ml in c.lists],
         **segment_values(segment, c.segment_id),
         **ab_campaign_values(c.ab_test),
@@ -154,7 +156,8 @@ def schema_input(values: dict[str, Any]) -> dict[str, Any]:
     """Form values → the JSON the API takes (an empty Spanish version means none)."""
     data: dict[str, Any] = {
         key: values[key]
-        for key in ("name", "kind", "subject", "preheader", "body", "format", "source_code")
+        for key in ("name", "kind", "subject", "preheader", "body", "format", "source_code",
+                    "action_url")
     }
     data["lists"] = list(values["lists"])
     data["archive"] = bool(values.get("archive"))

@@ -37,7 +37,7 @@ from ..campaigns.saved import UnknownSegment
 from ..campaigns.segments import SegmentError
 from ..campaigns.sending import counts
 from ..extensions import ApiBlueprint
-from ..models import Campaign, Role
+from ..models import Campaign, CampaignStatus, Role
 from .refusals import found, refused_as
 from .segments import refuse_segment
 
@@ -63,6 +63,9 @@ def campaign_out(c: Campaign) -> dict[str, Any]:
         "created_by": c.created_by,
         "counts": counts(db.session(), c.id),
         "ab_test": ab_summary(db.session(), c),
+        # Call to action and circuit breaker
+        "action_url": c.action_url,
+        "paused_reason": (c.status_reason or None) if c.status == CampaignStatus.paused else None,
     }
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 from sqlalchemy.orm import Session
@@ -69,6 +70,30 @@ class StrictBoolean(fields.Boolean):
         return value
 
 
+ACTION_URL_MAX = 2000
+
+
+def _action_url(value: str) -> None:
+    """An absolute http(s) URL with a host (or "" for none)."""
+    if not value:
+        return
+    _one_line(value)
+    if any(ch.isspace() for ch in value) or BIDI.search(value):
+        raise ValidationError("Must not contain spaces or direction marks.")
+    try:
+        value.encode("utf-8")  # a lone surrogate cannot be stored
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:  # UnicodeEncodeError is one
+        raise ValidationError("Not a valid URL.") from exc
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValidationError("Must be an http:// or https:// address with a host.")
+
+
+# Direction overrides and isolates: a link that reads differently than it goes.
+BIDI = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
 class VariantIn(Schema):
     subject = _text(validate.Length(min=1, max=300), lines=True, required=True)
     body = _text(validate.Length(min=1), lines=True, required=True)
@@ -106,6 +131,10 @@ class CampaignIn(segments.SegmentErrorsFlat):
 
     # A/B subject test (abtest): null or left out for none.
     ab_test = fields.Nested(AbTestIn, allow_none=True, load_default=None)
+
+    # The call to action: clicks on it count as actions in the statistics.
+    action_url = fields.String(validate=[validate.Length(max=ACTION_URL_MAX), _action_url],
+                               load_default="")
 
     @validates_schema
     def _templates(self, data: dict[str, Any], **_: Any) -> None:
@@ -198,7 +227,7 @@ def apply_fields(session: Session, campaign: Campaign, data: dict[str, Any]) -> 
     segment and the other way round.
     """
     for key in ("name", "subject", "preheader", "body", "source_code", "variants",
-                "archive", "ab_test"):
+                "archive", "ab_test", "action_url"):
         if key in data:
             setattr(campaign, key, data[key])
     if data.get("segment_id") is not None:

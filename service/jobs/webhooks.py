@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from .. import db
+from ..campaigns import breaker
 from ..webhooks import effects
 
 
 def process_events() -> int:
-    """Apply every stored, unprocessed event (suppressions, deliveries, statistics)."""
-    return effects.process_pending_events(db.session())
+    """Apply every stored, unprocessed event (suppressions, deliveries, statistics), and
+    let the circuit breaker look at the campaigns whose figures changed."""
+    return effects.process_pending_events(db.session(), after_chunk=breaker.check)

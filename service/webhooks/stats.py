@@ -7,7 +7,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..models import CampaignEventStat, CampaignEventUnique, CampaignLinkStat
+from ..models import (
+    UNIQUE_ACTION,
+    CampaignBreakdown,
+    CampaignEventStat,
+    CampaignEventUnique,
+    CampaignLinkStat,
+)
 
 # Figure name → the SendGrid events it adds up.
 FIGURES: dict[str, tuple[str, ...]] = {
@@ -30,7 +36,10 @@ def _figures(counts: dict[str, int]) -> dict[str, int]:
 
 
 def campaign_stats(session: Session, campaign_id: int) -> dict[str, Any]:
-    """Totals, unique opens/clicks, hourly buckets (UTC, by event time) and top links."""
+    """Totals, unique opens/clicks, actions (distinct subscribers who clicked the action
+    URL) and the action rate (of delivered), hourly buckets (UTC, by event time), top links,
+    and the figures per subscriber locale and state (`by_locale`, `by_state`: counters the
+    webhook job keeps, so this reads a few rows whatever the campaign's size)."""
     totals: dict[str, int] = {}
     hourly: dict[str, dict[str, int]] = {}
     rows = session.execute(
@@ -53,11 +62,35 @@ def campaign_stats(session: Session, campaign_id: int) -> dict[str, Any]:
         .order_by(CampaignLinkStat.clicks.desc(), CampaignLinkStat.url)
         .limit(TOP_LINKS)
     )
+    figures = _figures(totals)
+    actions = int(uniques.get(UNIQUE_ACTION, 0))
+    delivered = figures["delivered"]
     return {
         "campaign_id": campaign_id,
-        **_figures(totals),
+        **figures,
         "unique_opens": int(uniques.get("open", 0)),
         "unique_clicks": int(uniques.get("click", 0)),
+        "actions": actions,
+        "action_rate": round(actions / delivered, 6) if delivered else 0.0,
+        **breakdowns(session, campaign_id),
         "hourly": [{"hour": hour, **_figures(counts)} for hour, counts in hourly.items()],
         "top_links": [{"url": url, "clicks": clicks} for url, clicks in links],
     }
+
+
+BREAKDOWN_FIGURES = ("delivered", "unique_opens", "unique_clicks", "actions")
+
+
+def breakdowns(session: Session, campaign_id: int) -> dict[str, dict[str, dict[str, int]]]:
+    """{"by_locale": {locale: figures}, "by_state": {state: figures}}; "" is unknown."""
+    out: dict[str, dict[str, dict[str, int]]] = {"by_locale": {}, "by_state": {}}
+    table = CampaignBreakdown
+    rows = session.execute(
+        select(table.dimension, table.key, table.delivered, table.unique_opens,
+               table.unique_clicks, table.actions)
+        .where(table.campaign_id == campaign_id).order_by(table.dimension, table.key)
+    )
+    for dimension, key, *values in rows:
+        out[f"by_{dimension}"][key] = {
+            name: int(v) for name, v in zip(BREAKDOWN_FIGURES, values, strict=True)}
+    return out

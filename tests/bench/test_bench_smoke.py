@@ -103,3 +103,10 @@ def test_audience_bench_small():
     assert "newsletter, attr+tag+county+not_opened" in out
     assert "ratio segment / plain" in out and "ratio segment / list only" in out
     assert "Execution Time" in out  # the count's EXPLAIN ANALYZE is printed
+
+
+def test_events_bench_small():
+    out = run_bench("events", "events.py", "1000", "--batch", "1000", "--port", "18354")
+    assert "reference: COPY of the same 2,361 rows" in out, out
+    assert "ingestion: 2,361 events" in out and "end to end" in out, out
+    assert "checks=ok" in out, out
