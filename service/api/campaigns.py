@@ -30,7 +30,7 @@ from ..campaigns.drafts import (
     edit_draft,
     queue_test,
 )
-from ..campaigns.sending import counts
+from ..campaigns.sending import counts, schedule
 from ..extensions import ApiBlueprint
 from ..models import Campaign, Role
 from .refusals import found, refused_as
@@ -50,6 +50,10 @@ def campaign_out(c: Campaign) -> dict[str, Any]:
         "finished_at": c.finished_at.isoformat() if c.finished_at else None,
         "created_by": c.created_by,
         "counts": counts(db.session(), c.id),
+        # local-hour delivery and the send-rate cap
+        "send_at_local": c.send_at_local or None,
+        "max_per_minute": c.max_per_minute,
+        "schedule": schedule(db.session(), c),
     }
 
 
@@ -103,7 +107,8 @@ def _act(campaign_id: int, action: str, **kwargs: Any) -> Any:
     session = db.session()
     campaign = _get(campaign_id)
     with refused_as(NoLists, 422, "lists"), refused_as(IllegalTransition, 409):
-        act(session, campaign, action, g.actor, kwargs.get("send_at"))
+        act(session, campaign, action, g.actor, kwargs.get("send_at"),
+            kwargs.get("send_at_local"))
     session.commit()
     return campaign_out(campaign), 202
 
@@ -112,7 +117,8 @@ def _act(campaign_id: int, action: str, **kwargs: Any) -> Any:
 @require_role(Role.campaigner)
 @blp.arguments(SendIn)
 def send_campaign(data: dict[str, Any], campaign_id: int) -> Any:
-    return _act(campaign_id, "send", send_at=data.get("send_at"))
+    return _act(campaign_id, "send", send_at=data.get("send_at"),
+                send_at_local=data.get("send_at_local"))
 
 
 def _action_route(action: str) -> None:
