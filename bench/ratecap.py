@@ -13,12 +13,13 @@ newsletter with `max_per_minute` = `--rate` through the real code path
 Prints the time from "send" to `sent`, the first and last arrival at the sink, and the
 most mails that arrived within any `--window` seconds (a sliding window over the sink's
 arrival times). Exit status 1 if that is above the cap, if anyone got two mails or none,
-or if the send was faster than the cap allows ((N / rate − 1) windows at least).
+or if the send was faster than the cap allows (⌈N / rate⌉ − 1 windows at least).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import tempfile
@@ -136,7 +137,7 @@ def main() -> int:
           f"+{min(times) - t_send:.1f} s, last +{max(times) - t_send:.1f} s "
           f"(spread {max(times) - min(times):.1f} s)")
     print(f"most in any {args.window:g} s window at the sink: {most:,} (cap {args.rate:,})")
-    minimum = (args.n / args.rate - 1) * args.window
+    minimum = (math.ceil(args.n / args.rate) - 1) * args.window
     ok = (status == "sent" and most <= args.rate and len(received) == args.n
           and set(received.values()) == {1} and max(times) - min(times) >= minimum)
     print(f"distinct recipients {len(received):,}, duplicates "
