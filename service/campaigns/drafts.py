@@ -123,7 +123,12 @@ SCHEDULE_HORIZON = timedelta(days=365)
 class SendIn(Schema):
     send_at = fields.AwareDateTime(load_default=None, default_timezone=UTC)
     # Local-hour delivery (`localtime`): "YYYY-MM-DDTHH:MM" in each recipient's zone.
-    send_at_local = fields.Raw(load_default=None)
+    send_at_local = fields.String(
+        load_default=None, allow_none=True,
+        metadata={"description": "Local-hour delivery: this wall-clock time (YYYY-MM-DDTHH:MM) "
+                                 "in each recipient's own time zone; at most 14 days ahead; "
+                                 "not together with send_at.",
+                  "example": "2027-06-01T09:00"})
 
     @validates("send_at")
     def _within_horizon(self, value: datetime | None, **_: Any) -> None:

@@ -25,7 +25,7 @@ from service.campaigns.localtime import (
 )
 from service.campaigns.recovery import recover, watch
 from service.db import utcnow
-from service.models import Batch, Subscriber
+from service.models import Batch, Delivery, Subscriber
 from tests.factories import subscribers
 
 from .api_calls import create, get, to
@@ -178,6 +178,14 @@ def test_each_zone_at_its_hour_the_past_at_once_and_one_mail_each(
             select(Batch.id, Batch.timezone, Batch.size).where(Batch.campaign_id == cid)).all()
         assert sum(size for _, _, size in zones_per_batch) == len(zone_of)
         assert Counter(tz for _, tz, _ in zones_per_batch)["America/New_York"] == 2
+        assert sorted(db.session().scalars(select(Batch.seq).where(Batch.campaign_id == cid))) \
+            == list(range(len(zones_per_batch)))
+        members = db.session().execute(
+            select(Delivery.batch_id, Subscriber.timezone)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Delivery.campaign_id == cid)).all()
+        batch_zone = {batch_id: tz for batch_id, tz, _ in zones_per_batch}
+        assert all(batch_zone[batch_id] == tz for batch_id, tz in members)
 
         _release_all_now()
         run_jobs(due_within=24 * 3600)
