@@ -35,6 +35,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from flask import current_app
 from redis import Redis
 
 from .. import config
@@ -168,7 +169,10 @@ class LocalLimiter:
                     log[grant.member] = (now, log[grant.member][1])
 
 
-_local = LocalLimiter()
+def _local() -> LocalLimiter:
+    """The app's in-process limiter (the embedded mode: one app, one process)."""
+    limiter: LocalLimiter = current_app.extensions.setdefault("ratecap", LocalLimiter())
+    return limiter
 
 
 def limits_for(campaign_id: int, max_per_minute: int | None) -> dict[str, int]:
@@ -190,7 +194,7 @@ def acquire(campaign_id: int, max_per_minute: int | None, want: int) -> Grant:
     window = config.settings().send_rate_window_seconds
     tq = task_queue()
     if tq.redis is None:
-        return _local.acquire(limits, want, window)
+        return _local().acquire(limits, want, window)
     return RedisLimiter(tq.redis, tq.prefix).acquire(limits, want, window)
 
 
@@ -200,6 +204,6 @@ def settle(grant: Grant) -> None:
         return
     tq = task_queue()
     if tq.redis is None:
-        _local.settle(grant)
+        _local().settle(grant)
     else:
         RedisLimiter(tq.redis, tq.prefix).settle(grant)
