@@ -74,8 +74,13 @@ and [tell your representative](https://act.example.org/act) what you think.
 """
 
 
-def seed(url: str, n: int, es_share: float) -> None:
-    """N active subscribers, each confirmed on `newsletter`, with COPY (ids 1..N)."""
+ZONES = ["America/New_York", "America/Chicago", "America/Denver", "America/Phoenix",
+         "America/Los_Angeles", "Pacific/Honolulu"]
+
+
+def seed(url: str, n: int, es_share: float, zones: bool = False) -> None:
+    """N active subscribers, each confirmed on `newsletter`, with COPY (ids 1..N); with
+    `zones`, each in one of six US time zones (and every 50th with none)."""
     import psycopg
 
     dsn = url.replace("postgresql+psycopg://", "postgresql://")
@@ -87,7 +92,7 @@ def seed(url: str, n: int, es_share: float) -> None:
         with conn.cursor() as cur:
             with cur.copy("COPY subscribers (id, email, email_key, first_name, last_name, "
                           "postal_code, state, locale, status, attributes, created_at, "
-                          "updated_at) FROM STDIN") as copy:
+                          "updated_at, timezone) FROM STDIN") as copy:
                 for start in range(1, n + 1, chunk):
                     buf = io.StringIO()
                     for i in range(start, min(n, start + chunk - 1) + 1):
@@ -96,7 +101,8 @@ def seed(url: str, n: int, es_share: float) -> None:
                         email = f"reader{i}@example{i % 97}.org"
                         buf.write(f"{i}\t{email}\t{email}\t{FIRST[i % 10]}\t{LAST[i // 10 % 10]}"
                                   f"\t{postal}\t{state}\t{locale}\tactive\t{{}}\t"
-                                  f"2026-01-01 00:00:00+00\t2026-01-01 00:00:00+00\n")
+                                  f"2026-01-01 00:00:00+00\t2026-01-01 00:00:00+00\t"
+                                  f"{ZONES[i % 6] if zones and i % 50 else ''}\n")
                     copy.write(buf.getvalue())
             with cur.copy("COPY subscriptions (subscriber_id, list_id, status, created_at, "
                           "updated_at, confirmed_at) FROM STDIN") as copy:
@@ -207,6 +213,10 @@ def main() -> int:
     parser.add_argument("--sink-requests", type=int, default=0,
                         help="requests per process for the sink-only reference "
                              "(default: N/2000, at least 20, at most 250)")
+    parser.add_argument("--local-hour", action="store_true",
+                        help="subscribers in six US time zones, sent with send_at_local at an "
+                             "hour already past in all of them (the freeze groups by zone; "
+                             "everything goes at once, so the figures compare with a plain send)")
     parser.add_argument("--port", type=int, default=SINK_PORT, help="the sink's port")
     parser.add_argument("--timeout", type=float, default=900.0, help="give up after (s)")
     args = parser.parse_args()
@@ -222,7 +232,7 @@ def main() -> int:
         sampler: RssSampler | None = None
         try:
             started = time.perf_counter()
-            seed(url, args.n, args.es_share)
+            seed(url, args.n, args.es_share, zones=args.local_hour)
             print(f"{args.n:,} confirmed subscribers seeded with COPY in "
                   f"{time.perf_counter() - started:.1f} s")
             env = worker_env(url, redis_url, args.port)
@@ -261,7 +271,12 @@ def main() -> int:
                 sampler = RssSampler([w.pid for w in workers])
                 sampler.start()
                 load_at_send = load()
-                act(session, campaign, "send", "bench")
+                wall = None
+                if args.local_hour:
+                    from datetime import UTC, datetime, timedelta
+
+                    wall = (datetime.now(UTC) - timedelta(hours=12)).strftime("%Y-%m-%dT%H:%M")
+                act(session, campaign, "send", "bench", None, wall)
                 session.commit()
                 t_send = time.perf_counter()
 

@@ -77,6 +77,12 @@ class Settings:
     # campaign may show no activity before all its queued batches get jobs again.
     campaign_lease_seconds: int = 60
     campaign_batch_size: int = 1000
+    # Local-hour delivery: the zone of a recipient whose time zone is unknown or invalid.
+    default_timezone: str = "America/New_York"
+    # Send-rate cap over all campaigns and workers (0: none), per `send_rate_window_seconds`
+    # (60: per minute; a shorter window is a testing knob: the same cap per window).
+    send_max_per_minute: int = 0
+    send_rate_window_seconds: float = 60.0
     # Imports run as a job: a running import whose heartbeat (one per chunk) is
     # older than this lease was abandoned by a killed worker and is queued again.
     import_lease_seconds: int = 120
@@ -141,6 +147,11 @@ class Settings:
                 env.get("CAMPAIGN_LEASE_SECONDS", cls.campaign_lease_seconds)
             ),
             campaign_batch_size=int(env.get("CAMPAIGN_BATCH_SIZE", cls.campaign_batch_size)),
+            default_timezone=env.get("DEFAULT_TIMEZONE") or cls.default_timezone,
+            send_max_per_minute=int(env.get("SEND_MAX_PER_MINUTE") or 0),
+            send_rate_window_seconds=float(
+                env.get("SEND_RATE_WINDOW_SECONDS") or cls.send_rate_window_seconds
+            ),
             import_lease_seconds=int(
                 env.get("IMPORT_LEASE_SECONDS", cls.import_lease_seconds)
             ),
@@ -177,6 +188,7 @@ class Settings:
         if not 0 <= self.worker_niceness <= 19:  # (set through with_overrides)
             raise ConfigError(f"WORKER_NICENESS must be a whole number from 0 to 19, not "
                               f"{self.worker_niceness}")
+        check_sending_limits(self)
         return replace(
             self,
             database_url=database_url,
@@ -207,6 +219,21 @@ def _niceness(value: str | None) -> int:
     if not 0 <= number <= 19:
         raise ConfigError(f"WORKER_NICENESS must be a whole number from 0 to 19, not {number}")
     return number
+
+
+def check_sending_limits(conf: Settings) -> None:
+    """DEFAULT_TIMEZONE names a zone; the send-rate cap and its window are not negative."""
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(conf.default_timezone)
+    except (ValueError, OSError, KeyError) as exc:  # (ZoneInfoNotFoundError is a KeyError)
+        raise ConfigError(
+            f"DEFAULT_TIMEZONE is not a time zone: {conf.default_timezone!r}") from exc
+    if conf.send_max_per_minute < 0:
+        raise ConfigError("SEND_MAX_PER_MINUTE must be 0 (no cap) or more")
+    if not 0 < conf.send_rate_window_seconds <= 3600:
+        raise ConfigError("SEND_RATE_WINDOW_SECONDS must be more than 0 and at most 3600")
 
 
 def check_signing_key(name: str, key: str) -> None:

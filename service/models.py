@@ -420,6 +420,11 @@ class Campaign(Base):
     status: Mapped[CampaignStatus] = mapped_column(default=CampaignStatus.draft, index=True)
     status_reason: Mapped[str] = mapped_column(Text, default="")
     send_at: Mapped[datetime | None]
+    # Local-hour delivery and the send-rate cap (migration 1800, `campaigns.localtime`,
+    # `campaigns.ratecap`): "YYYY-MM-DDTHH:MM" read in each recipient's own time zone
+    # ("" = not a local-hour send), and at most this many mails per minute (None = no cap).
+    send_at_local: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    max_per_minute: Mapped[int | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     created_by: Mapped[str] = mapped_column(String(200), default="")
@@ -484,6 +489,15 @@ class Batch(Base):
     # `ab_test.subjects`): set for the test's sample; NULL for a campaign without a test
     # and for the rest of the audience, which gets the winner (`campaigns.ab_winner`).
     variant: Mapped[int | None] = mapped_column(SmallInteger)
+    # Local-hour delivery (migration 1800): the time zone the batch's recipients share
+    # and the moment it may go (None: at once). A batch job that fires early claims
+    # nothing; the recovery watch gives a due batch without a job one.
+    timezone: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    not_before: Mapped[datetime | None]
+    # How often the batch was given back because its campaign (or the whole service) had
+    # reached its send-rate cap: such a claim is not an error (`attempts - deferrals`
+    # is what pauses a campaign after too many errors).
+    deferrals: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class Delivery(Base):

@@ -30,7 +30,7 @@ from ..campaigns.drafts import CampaignIn, CampaignPatch, SendIn, TestIn
 from ..campaigns.progress import campaign_progress
 from ..campaigns.render import ContentError
 from ..campaigns.saved import UnknownSegment
-from ..campaigns.sending import counts_by_campaign
+from ..campaigns.sending import counts_by_campaign, schedule
 from ..db import parse_id
 from ..i18n import LOCALES
 from ..lists import all_lists
@@ -82,6 +82,7 @@ def form_values(form: Any) -> dict[str, Any]:
         "body": form.get("body", ""), "format": form.get("format", "markdown"),
         "source_code": form.get("source_code", ""), "archive": form.get("archive") == "on",
         "action_url": form.get("action_url", ""),
+        "max_per_minute": form.get("max_per_minute", ""),
         "es_subject": form.get("es_subject", ""), "es_body": form.get("es_body", ""),
         "lists": form.getlist("lists"), **segment_form_values(form),
         **ab_form_values(form),
@@ -145,6 +146,7 @@ def campaign_values(c: Campaign | None) -> dict[str, Any]:
         "name": c.name, "kind": c.kind.value, "subject": c.subject, "preheader": c.preheader,
         "body": c.body, "format": c.format.value, "source_code": c.source_code,
         "archive": c.archive, "action_url": c.action_url,
+        "max_per_minute": str(c.max_per_minute or ""),
         "es_subject": es.get("subject", ""), "es_body": es.get("body", ""),
         "lists": [ml.slug for ml in c.lists],
         **segment_values(segment, c.segment_id),
@@ -161,6 +163,10 @@ def schema_input(values: dict[str, Any]) -> dict[str, Any]:
     }
     data["lists"] = list(values["lists"])
     data["archive"] = bool(values.get("archive"))
+    # (digits become a number; anything else is handed on for the schema to refuse)
+    cap = str(values.get("max_per_minute") or "").strip()
+    data["max_per_minute"] = None if not cap else int(cap) if cap.isascii() and \
+        cap.isdigit() and len(cap) < 10 else cap
     if values.get("segment_id"):
         data["segment_id"] = parse_id(values["segment_id"]) or -1
     data["segment"] = segment_input(values)
@@ -361,6 +367,7 @@ def _detail(campaign: Campaign, *, errors: dict[str, str] | None = None,
     progress = campaign_progress(session, campaign)
     return render_template(
         "admin/campaign.html", campaign=campaign, progress=progress,
+        schedule=schedule(session, campaign),
         audience=audience_count(session, campaign) if campaign.status in (
             CampaignStatus.draft, CampaignStatus.scheduled) else None,
         has_spanish=bool(((campaign.variants or {}).get("es") or {}).get("body")),
@@ -422,11 +429,12 @@ def campaign_test(campaign_id: int) -> Any:
     return redirect(url_for("admin.campaign_detail", campaign_id=campaign.id))
 
 
-def _act(campaign_id: int, action: str, send_at: datetime | None = None) -> Any:
+def _act(campaign_id: int, action: str, send_at: datetime | None = None,
+         send_at_local: str | None = None) -> Any:
     session = db.session()
     campaign = _get(campaign_id)
     try:
-        drafts.act(session, campaign, action, actor(), send_at)
+        drafts.act(session, campaign, action, actor(), send_at, send_at_local)
     except drafts.IllegalTransition as exc:
         session.rollback()
         return _detail(_get(campaign_id), errors={"action": str(exc)}, status=409)
@@ -436,15 +444,20 @@ def _act(campaign_id: int, action: str, send_at: datetime | None = None) -> Any:
     session.commit()
     done = {"send": "Sending started." if send_at is None else
             f"Scheduled for {send_at:%Y-%m-%d %H:%M} UTC.",
+            "local": _("Scheduled for %(hour)s in each recipient's time zone.",
+                             hour=(send_at_local or "").replace("T", " ")),
             "pause": "Paused.", "resume": "Resumed.", "cancel": "Cancelled."}
-    flash(done[action])
+    flash(done["local" if send_at_local else action])
     return redirect(url_for("admin.campaign_detail", campaign_id=campaign_id))
 
 
 @bp.post("/campaigns/<int:campaign_id>/send")
 @staff_required(Role.campaigner)
 def campaign_send(campaign_id: int) -> Any:
-    """Send now, or at the UTC time of the schedule field (the API's SendIn reads it)."""
+    """Send now, at the UTC time of the schedule field, or at a local hour (the API's
+    SendIn reads both)."""
+    if request.form.get("mode") == "local":
+        return _send_at_local(campaign_id, request.form.get("send_at_local", "").strip())
     when = request.form.get("send_at", "").strip() if request.form.get("mode") == "schedule" \
         else ""
     send_at = None
@@ -460,6 +473,19 @@ def campaign_send(campaign_id: int) -> Any:
         return _detail(_get(campaign_id), errors={"send_at": "Give a date and time."},
                        status=422)
     return _act(campaign_id, "send", send_at)
+
+
+def _send_at_local(campaign_id: int, typed: str) -> Any:
+    """The local-hour form (a browser's datetime-local may add seconds: cut to minutes)."""
+    value = typed[:16] if len(typed) == 19 and typed.endswith(":00") else typed
+    try:
+        SendIn().load({"send_at_local": value})
+    except ValidationError as exc:
+        errors = _flatten(exc.messages)
+        return _detail(_get(campaign_id), errors={
+            "send_at_local": errors.get("send_at_local") or _("Give a date and time.")},
+            status=422)
+    return _act(campaign_id, "send", send_at_local=value)
 
 
 @bp.post("/campaigns/<int:campaign_id>/pause")

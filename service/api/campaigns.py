@@ -35,7 +35,7 @@ from ..campaigns.drafts import (
 )
 from ..campaigns.saved import UnknownSegment
 from ..campaigns.segments import SegmentError
-from ..campaigns.sending import counts
+from ..campaigns.sending import counts, schedule
 from ..extensions import ApiBlueprint
 from ..models import Campaign, CampaignStatus, Role
 from .refusals import found, refused_as
@@ -66,6 +66,10 @@ def campaign_out(c: Campaign) -> dict[str, Any]:
         # Call to action and circuit breaker
         "action_url": c.action_url,
         "paused_reason": (c.status_reason or None) if c.status == CampaignStatus.paused else None,
+        # local-hour delivery and the send-rate cap
+        "send_at_local": c.send_at_local or None,
+        "max_per_minute": c.max_per_minute,
+        "schedule": schedule(db.session(), c),
     }
 
 
@@ -126,7 +130,8 @@ def _act(campaign_id: int, action: str, **kwargs: Any) -> Any:
     session = db.session()
     campaign = _get(campaign_id)
     with refused_as(NoLists, 422, "lists"), refused_as(IllegalTransition, 409):
-        act(session, campaign, action, g.actor, kwargs.get("send_at"))
+        act(session, campaign, action, g.actor, kwargs.get("send_at"),
+            kwargs.get("send_at_local"))
     session.commit()
     return campaign_out(campaign), 202
 
@@ -135,7 +140,8 @@ def _act(campaign_id: int, action: str, **kwargs: Any) -> Any:
 @require_role(Role.campaigner)
 @blp.arguments(SendIn)
 def send_campaign(data: dict[str, Any], campaign_id: int) -> Any:
-    return _act(campaign_id, "send", send_at=data.get("send_at"))
+    return _act(campaign_id, "send", send_at=data.get("send_at"),
+                send_at_local=data.get("send_at_local"))
 
 
 def _action_route(action: str) -> None:

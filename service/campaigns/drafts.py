@@ -30,9 +30,14 @@ from ..queue import enqueue_after_commit
 from . import saved, segments
 from .abtest import AbTestIn, subject_sources
 from .lifecycle import IllegalTransition, audit, require_transition
+from .localtime import BadLocalTime, check_window, parse_local
 from .render import render_variant, template_errors
 from .sending import SEND_TEST_JOB, request_send, resume
 
+US_STATE_LENGTH = 2
+# The highest `max_per_minute` taken: above it a cap caps nothing (a worker sends far
+# fewer per minute), so a larger number is a typo.
+MAX_PER_MINUTE_CAP = 100_000
 ACTIONS = ("send", "pause", "resume", "cancel")
 # What a preview fills the per-person variables with.
 SAMPLE_PERSON = {
@@ -136,6 +141,10 @@ class CampaignIn(segments.SegmentErrorsFlat):
     action_url = fields.String(validate=[validate.Length(max=ACTION_URL_MAX), _action_url],
                                load_default="")
 
+    # Send-rate cap (`ratecap`): mails of this campaign per minute; null: none.
+    max_per_minute = fields.Integer(strict=True, allow_none=True, load_default=None,
+                                    validate=validate.Range(min=1, max=MAX_PER_MINUTE_CAP))
+
     @validates_schema
     def _templates(self, data: dict[str, Any], **_: Any) -> None:
         sources = {"subject": data.get("subject"), "body": data.get("body")}
@@ -163,12 +172,34 @@ SCHEDULE_HORIZON = timedelta(days=365)
 
 class SendIn(Schema):
     send_at = fields.AwareDateTime(load_default=None, default_timezone=UTC)
+    # Local-hour delivery (`localtime`): "YYYY-MM-DDTHH:MM" in each recipient's zone.
+    send_at_local = fields.String(
+        load_default=None, allow_none=True,
+        metadata={"description": "Local-hour delivery: this wall-clock time (YYYY-MM-DDTHH:MM) "
+                                 "in each recipient's own time zone; at most 14 days ahead; "
+                                 "not together with send_at.",
+                  "example": "2027-06-01T09:00"})
 
     @validates("send_at")
     def _within_horizon(self, value: datetime | None, **_: Any) -> None:
         if value is not None and value - datetime.now(UTC) > SCHEDULE_HORIZON:
             raise ValidationError(
                 f"Schedule at most {SCHEDULE_HORIZON.days} days ahead.")
+
+    @validates("send_at_local")
+    def _local_hour(self, value: object, **_: Any) -> None:
+        if value is None:
+            return
+        try:
+            check_window(parse_local(value), datetime.now(UTC))
+        except BadLocalTime as exc:
+            raise ValidationError(str(exc)) from None
+
+    @validates_schema
+    def _one_time(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("send_at") is not None and data.get("send_at_local") is not None:
+            raise ValidationError({"send_at_local": [
+                "Give either send_at (one moment for everyone) or send_at_local, not both."]})
 
 
 class DecideIn(Schema):
@@ -227,7 +258,8 @@ def apply_fields(session: Session, campaign: Campaign, data: dict[str, Any]) -> 
     segment and the other way round.
     """
     for key in ("name", "subject", "preheader", "body", "source_code", "variants",
-                "archive", "ab_test", "action_url"):
+                "archive", "ab_test", "action_url",
+                "max_per_minute"):
         if key in data:
             setattr(campaign, key, data[key])
     if data.get("segment_id") is not None:
@@ -268,15 +300,16 @@ def edit_draft(session: Session, campaign: Campaign, data: dict[str, Any], actor
 
 
 def act(session: Session, campaign: Campaign, action: str, actor: str,
-        send_at: datetime | None = None) -> None:
-    """send (now or at `send_at`), pause, resume or cancel; IllegalTransition if not allowed.
+        send_at: datetime | None = None, send_at_local: str | None = None) -> None:
+    """send (now, at `send_at`, or at the local hour `send_at_local`: validated by
+    `SendIn`), pause, resume or cancel; IllegalTransition if not allowed.
 
     On IllegalTransition the caller rolls back.
     """
     if action == "send":
         if not campaign.lists:
             raise NoLists()
-        request_send(session, campaign, actor, send_at)
+        request_send(session, campaign, actor, send_at, send_at_local or "")
     elif action == "resume":
         resume(session, campaign, actor)
     elif action in ACTIONS:

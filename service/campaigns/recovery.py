@@ -20,7 +20,9 @@ does the two cheap, urgent things:
    in flight at the kill;
 2. `queued` batches of sending campaigns that have no job waiting in Redis on two passes
    in a row get one at the front: a worker killed after taking a job and before claiming
-   its batch, or Redis restarted empty, loses jobs but never the ledger;
+   its batch, or Redis restarted empty, loses jobs but never the ledger. A local-hour
+   batch whose `not_before` is still ahead is left alone until it is due (its scheduled
+   job normally enqueues it then; if that job was lost, this pass does, within seconds);
 3. A/B subject tests that are due are decided (`abdecide`): should the scheduled decision
    job be lost, the test still ends within a pass of its time.
 
@@ -58,6 +60,7 @@ from .liveness import probe_abandoned, uses_locks
 from .sending import (
     START_JOB,
     batch_of_job,
+    due,
     enqueue_batches,
     enqueue_queued_batches,
     finish_if_done,
@@ -141,7 +144,8 @@ def enqueue_lost_jobs(session: Session) -> int:
     tq = task_queue()
     rows = session.execute(
         select(Batch.id, Campaign.kind).join(Campaign, Campaign.id == Batch.campaign_id)
-        .where(Campaign.status == CampaignStatus.sending, Batch.status == BatchStatus.queued)
+        .where(Campaign.status == CampaignStatus.sending, Batch.status == BatchStatus.queued,
+               due(utcnow()))
     ).all()
     session.commit()  # end the read transaction before asking Redis
     suspects: dict[int, float] = current_app.extensions.setdefault("campaign_lost_jobs", {})
@@ -188,7 +192,9 @@ def recover() -> dict[str, int]:
         started_recently = campaign.started_at is not None and campaign.started_at > now - lease
         if recently_active or (started_recently and not stale):
             continue
-        if enqueue_queued_batches(session, campaign, tag="recover"):
+        # (only batches already due: a local-hour zone still to come has its scheduled job,
+        # and gets one from `enqueue_lost_jobs` when due if that job was lost)
+        if enqueue_queued_batches(session, campaign, tag="recover", due_only=True):
             report["restarted_campaigns"] += 1
         session.commit()
         finish_if_done(session, campaign.id)

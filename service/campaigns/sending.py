@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import exists, func, insert, literal, select, update
+from sqlalchemy import exists, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from .. import config
@@ -62,10 +62,12 @@ from ..models import (
 from ..queue import enqueue_after_commit
 from ..subscribers import email_hasher
 from ..tokens import BatchLinks, one_click_headers
+from . import ratecap
 from .abtest import freeze_ab
 from .audience import audience_query
 from .lifecycle import audit, require_transition, transition
 from .liveness import BatchHold, BatchLost
+from .localtime import due_at, parse_local
 from .render import ContentError, RenderedVariant, cached_variant, variant_locale
 from .saved import freeze_segment
 
@@ -104,10 +106,14 @@ def queue_for(kind: CampaignKind) -> str:
 
 
 def request_send(session: Session, campaign: Campaign, actor: str,
-                 send_at: datetime | None = None) -> None:
-    """draft → scheduled; the start job runs at `send_at` (or now). Caller commits."""
+                 send_at: datetime | None = None, send_at_local: str = "") -> None:
+    """draft → scheduled; the start job runs at `send_at` (or now). Caller commits.
+
+    With `send_at_local` ("YYYY-MM-DDTHH:MM", validated by the caller) the campaign starts
+    now, and its batches wait for that wall time in each recipient's zone (`localtime`)."""
     when = send_at or utcnow()
-    require_transition(session, campaign, "schedule", actor, values={"send_at": when})
+    require_transition(session, campaign, "schedule", actor,
+                       values={"send_at": when, "send_at_local": send_at_local})
     enqueue_after_commit(
         session, START_JOB, campaign.id, queue=queue_for(campaign.kind),
         job_id=f"al-campaign-{campaign.id}-start",
@@ -120,23 +126,40 @@ def resume(session: Session, campaign: Campaign, actor: str) -> None:
     enqueue_queued_batches(session, campaign, tag="resume")
 
 
-def enqueue_queued_batches(session: Session, campaign: Campaign, *, tag: str = "") -> int:
-    ids = session.scalars(
-        select(Batch.id).where(Batch.campaign_id == campaign.id,
-                               Batch.status == BatchStatus.queued).order_by(Batch.seq)
-    ).all()
-    enqueue_batches(session, campaign.kind, ids, tag=tag)
-    return len(ids)
+def enqueue_queued_batches(session: Session, campaign: Campaign, *, tag: str = "",
+                           due_only: bool = False) -> int:
+    """A job for each queued batch: at once for those due, at their `not_before` for the
+    others (local-hour delivery), or not at all for those with `due_only`."""
+    now = utcnow()
+    query = select(Batch.id, Batch.not_before).where(
+        Batch.campaign_id == campaign.id, Batch.status == BatchStatus.queued)
+    if due_only:
+        query = query.where(due(now))
+    rows = session.execute(query.order_by(Batch.seq)).all()
+    enqueue_batches(session, campaign.kind,
+                    [batch_id for batch_id, at in rows if at is None or at <= now], tag=tag)
+    later: dict[datetime, list[int]] = {}
+    for batch_id, at in rows:
+        if at is not None and at > now:
+            later.setdefault(at, []).append(batch_id)
+    for at, ids in later.items():
+        enqueue_batches(session, campaign.kind, ids, tag=tag, at=at)
+    return len(rows)
+
+
+def due(now: datetime) -> Any:
+    """A batch that may go now (no `not_before`, or it has passed)."""
+    return or_(Batch.not_before.is_(None), Batch.not_before <= now)
 
 
 def enqueue_batches(session: Session, kind: CampaignKind, batch_ids: Sequence[int], *,
-                    tag: str = "", at_front: bool = False) -> None:
+                    tag: str = "", at_front: bool = False, at: datetime | None = None) -> None:
     """A send_batch job for each batch, once `session` commits (`at_front`: before every
     job already waiting, for batches that were interrupted and must not wait again)."""
     suffix = f"-{tag}{int(time.time() * 1000)}" if tag else ""
     for batch_id in batch_ids:
         enqueue_after_commit(session, SEND_BATCH_JOB, batch_id, queue=queue_for(kind),
-                             job_id=batch_job_id(batch_id, suffix), at_front=at_front)
+                             job_id=batch_job_id(batch_id, suffix), at_front=at_front, at=at)
 
 
 # ---------------------------------------------------------------- freezing
@@ -146,14 +169,24 @@ def freeze_audience(session: Session, campaign: Campaign, batch_size: int) -> in
     """Copy the audience into deliveries, grouped into batches; return the audience size.
 
     A campaign following a saved segment gets that segment's definition copied onto it
-    first (`saved.freeze_segment`): the audience is frozen with exactly that copy."""
+    first (`saved.freeze_segment`): the audience is frozen with exactly that copy. A
+    local-hour campaign's batches never mix time zones (`_freeze_by_zone`), and each
+    zone's batches get their moment (`schedule_zones`)."""
     segment = freeze_segment(session, campaign)
-    audience = audience_query([ml.id for ml in campaign.lists], segment).subquery()
-    numbered = select(
-        audience.c.id.label("sid"),
-        ((func.row_number().over(order_by=audience.c.id) - 1) // batch_size).label("seq"),
-    ).cte("aud")
+    by_zone = bool(campaign.send_at_local)
+    query = audience_query([ml.id for ml in campaign.lists], segment)
+    if by_zone:
+        query = query.add_columns(Subscriber.timezone.label("timezone"))
+    audience = query.subquery()
+    if is_pg(session) and by_zone:
+        _freeze_by_zone(session, campaign, audience, batch_size)
+        schedule_zones(session, campaign)
+        return counts(session, campaign.id)["total"]
     if is_pg(session):
+        numbered = select(
+            audience.c.id.label("sid"),
+            ((func.row_number().over(order_by=audience.c.id) - 1) // batch_size).label("seq"),
+        ).cte("aud")
         # One statement: batches via a data-modifying CTE, deliveries joined to them.
         new_batches = (
             insert(Batch)
@@ -183,19 +216,28 @@ def freeze_audience(session: Session, campaign: Campaign, batch_size: int) -> in
         # add up to it)
         return counts(session, campaign.id)["total"]
     # SQLite (embedded mode, small lists): two steps inside the same write transaction.
+    # (Deliveries of one time zone get consecutive ids, so a batch is an id range.)
+    order = [audience.c.timezone, audience.c.id] if by_zone else [audience.c.id]
     session.execute(
         insert(Delivery).from_select(
             ["campaign_id", "subscriber_id", "status", "reason", "message_id", "event_status"],
             select(literal(campaign.id), audience.c.id, literal(DeliveryStatus.queued.value),
-                   literal(""), literal(""), literal("")).order_by(audience.c.id),
+                   literal(""), literal(""), literal("")).order_by(*order),
         )
     )
-    ids = session.scalars(
-        select(Delivery.id).where(Delivery.campaign_id == campaign.id).order_by(Delivery.id)
-    ).all()
-    for seq, start in enumerate(range(0, len(ids), batch_size)):
-        chunk = ids[start:start + batch_size]
-        batch = Batch(campaign_id=campaign.id, seq=seq, size=len(chunk))
+    ids = select(Delivery.id, literal("")).where(Delivery.campaign_id == campaign.id)
+    if by_zone:
+        ids = select(Delivery.id, Subscriber.timezone).join_from(
+            Delivery, Subscriber, Subscriber.id == Delivery.subscriber_id,
+        ).where(Delivery.campaign_id == campaign.id)
+    rows = session.execute(ids.order_by(Delivery.id)).all()
+    chunks: list[tuple[str, list[int]]] = []
+    for delivery_id, tz in rows:
+        if not chunks or chunks[-1][0] != tz or len(chunks[-1][1]) >= batch_size:
+            chunks.append((tz, []))
+        chunks[-1][1].append(delivery_id)
+    for seq, (tz, chunk) in enumerate(chunks):
+        batch = Batch(campaign_id=campaign.id, seq=seq, size=len(chunk), timezone=tz)
         session.add(batch)
         session.flush()
         session.execute(
@@ -203,7 +245,103 @@ def freeze_audience(session: Session, campaign: Campaign, batch_size: int) -> in
                                    Delivery.id.between(chunk[0], chunk[-1]))
             .values(batch_id=batch.id).execution_options(synchronize_session=False)
         )
-    return len(ids)
+    if by_zone:
+        schedule_zones(session, campaign)
+    return len(rows)
+
+
+# ---------------------------------------------------------------- local-hour delivery
+
+
+def _freeze_by_zone(session: Session, campaign: Campaign, audience: Any,
+                    batch_size: int) -> None:
+    """The freeze's one INSERT … SELECT for a local-hour campaign (PostgreSQL).
+
+    One sort of the audience by (zone, id), where a plain freeze sorts it by id, numbers
+    the recipients within their time zone (as stored: "" and unknown names get the default
+    zone's moment but batches of their own); each zone's batches then follow the previous
+    zones' (an offset from a running sum over the few zones, joined back by hash), so
+    the batches, the deliveries and the join between them have exactly the shape of a
+    plain freeze. No per-recipient work outside SQL."""
+    # (byte order, "C": sorting by a text key in the database's collation costs more)
+    zone = audience.c.timezone.collate("C")
+    ranked = select(
+        audience.c.id.label("sid"),
+        audience.c.timezone.label("tz"),
+        ((func.row_number().over(partition_by=zone, order_by=audience.c.id) - 1)
+         // batch_size).label("chunk"),
+    ).cte("aud_zone")
+    per_zone = (
+        select(ranked.c.tz, (func.max(ranked.c.chunk) + 1).label("n"))
+        .group_by(ranked.c.tz).cte("zones")
+    )
+    offsets = select(
+        per_zone.c.tz,
+        (func.sum(per_zone.c.n).over(order_by=per_zone.c.tz.collate("C")) - per_zone.c.n)
+        .label("first"),
+    ).cte("offsets")
+    numbered = (
+        select(ranked.c.sid, ranked.c.tz, (ranked.c.chunk + offsets.c.first).label("seq"))
+        .join_from(ranked, offsets, offsets.c.tz == ranked.c.tz)
+        .cte("aud")
+    )
+    new_batches = (
+        insert(Batch)
+        .from_select(
+            ["campaign_id", "seq", "status", "attempts", "message_id", "error", "size",
+             "timezone"],
+            select(literal(campaign.id), numbered.c.seq, literal(BatchStatus.queued.value),
+                   literal(0), literal(""), literal(""), func.count(), func.min(numbered.c.tz))
+            .group_by(numbered.c.seq),
+        )
+        .returning(Batch.id, Batch.seq)
+        .cte("nb")
+    )
+    session.execute(
+        insert(Delivery)
+        .from_select(
+            ["campaign_id", "batch_id", "subscriber_id", "status", "reason", "message_id",
+             "event_status"],
+            select(literal(campaign.id), new_batches.c.id, numbered.c.sid,
+                   literal(DeliveryStatus.queued.value), literal(""), literal(""), literal(""))
+            .join_from(numbered, new_batches, new_batches.c.seq == numbered.c.seq),
+        )
+        .add_cte(new_batches, nest_here=True)
+    )
+
+
+def schedule_zones(session: Session, campaign: Campaign) -> None:
+    """Give each time zone's batches their moment (`localtime.due_at`): one grouped query
+    for the zones, one UPDATE per zone whose moment is still ahead (the others go at once)."""
+    wall = parse_local(campaign.send_at_local)
+    default = config.settings().default_timezone
+    now = utcnow()
+    zones = session.scalars(
+        select(Batch.timezone).where(Batch.campaign_id == campaign.id).group_by(Batch.timezone)
+    ).all()
+    for tz in zones:
+        at = due_at(wall, tz, default, now)
+        if at is not None:
+            session.execute(
+                update(Batch).where(Batch.campaign_id == campaign.id, Batch.timezone == tz)
+                .values(not_before=at).execution_options(synchronize_session=False)
+            )
+
+
+def schedule(session: Session, campaign: Campaign) -> list[dict[str, Any]]:
+    """`[{"at": ISO UTC, "recipients": n}, …]` by time, for a frozen local-hour campaign
+    (batches due at once show the moment of the freeze); [] for any other campaign."""
+    if not campaign.send_at_local:
+        return []
+    rows = session.execute(
+        select(Batch.not_before, func.sum(Batch.size)).where(Batch.campaign_id == campaign.id)
+        .group_by(Batch.not_before)
+    ).all()
+    merged: dict[datetime, int] = {}
+    for at, size in rows:
+        when = at or campaign.started_at or utcnow()
+        merged[when] = merged.get(when, 0) + int(size or 0)
+    return [{"at": at.isoformat(), "recipients": n} for at, n in sorted(merged.items())]
 
 
 def start_campaign(session: Session, campaign_id: int) -> None:
@@ -264,7 +402,8 @@ def claim_batch(session: Session, batch_id: int) -> Claim | None:
     )
     row = session.execute(
         update(Batch)
-        .where(Batch.id == batch_id, Batch.status == BatchStatus.queued, campaign_sending)
+        .where(Batch.id == batch_id, Batch.status == BatchStatus.queued, campaign_sending,
+               due(utcnow()))
         .values(status=BatchStatus.sending, attempts=Batch.attempts + 1, claimed_at=utcnow())
         .returning(Batch.campaign_id, Batch.seq, Batch.attempts, Batch.variant)
         .execution_options(synchronize_session=False)
@@ -508,12 +647,20 @@ def _post(session: Session, campaign: Campaign, batch: Claim, hold: BatchHold,
         if not fresh_claim:
             hold.renew(session, batch.attempt, utcnow())  # (the claim stamped the first)
         fresh_claim = False
+        grant = ratecap.acquire(campaign.id, campaign.max_per_minute, len(pending))
+        if grant.granted == 0:
+            _defer(session, campaign, batch, grant.retry_after)
+        later: list[tuple[int, Personalization]] = []
+        if 0 < grant.granted < len(pending):  # the cap allows part of it: the rest waits
+            pending, later = pending[:grant.granted], pending[grant.granted:]
         mail = build_mail(campaign, variant, [p for _, p in pending], conf)
         try:
             result = transport().send(mail)
         except AuthMailError as exc:
+            ratecap.settle(grant)
             _release(session, campaign, batch, str(exc), pause_reason=f"SendGrid refused: {exc}")
         except PermanentMailError as exc:
+            ratecap.settle(grant)
             if exc.bad_personalizations:
                 bad = {i: reason for i, reason in exc.bad_personalizations.items()
                        if 0 <= i < len(pending)}
@@ -522,12 +669,18 @@ def _post(session: Session, campaign: Campaign, batch: Claim, hold: BatchHold,
                         _mark(session, batch.id, [pending[index][0]], DeliveryStatus.failed,
                               reason=reason[:1000] or "rejected")
                     commit_quickly(session)
-                    pending = [item for i, item in enumerate(pending) if i not in bad]
+                    pending = [item for i, item in enumerate(pending) if i not in bad] + later
                     continue
             _mark(session, batch.id, [d for d, _ in pending], DeliveryStatus.failed,
                   reason=str(exc)[:1000])
-            return
+            if not later:
+                return
+            commit_quickly(session)
+            pending = later
+            continue
         except TransientMailError as exc:
+            ratecap.settle(grant)
+            pending = pending + later
             failures += 1
             wait = exc.retry_after if exc.retry_after is not None else (
                 IN_JOB_BACKOFF[min(failures - 1, len(IN_JOB_BACKOFF) - 1)])
@@ -536,9 +689,13 @@ def _post(session: Session, campaign: Campaign, batch: Claim, hold: BatchHold,
             log.warning("batch %s: %s; retrying in %.1fs", batch.id, exc, wait)
             time.sleep(wait)
             continue
+        ratecap.settle(grant)
         _mark(session, batch.id, [d for d, _ in pending], DeliveryStatus.sent, sent_at=utcnow(),
               message_id=result.message_id[:100])
-        return
+        if not later:
+            return
+        commit_quickly(session)  # these marks stand even if the rest is deferred
+        pending, failures = later, 0
 
 
 def _release(session: Session, campaign: Campaign, batch: Claim, error: str, *,
@@ -551,8 +708,9 @@ def _release(session: Session, campaign: Campaign, batch: Claim, error: str, *,
         .values(status=BatchStatus.queued, error=error[:2000])
         .execution_options(synchronize_session=False)
     )
-    attempts = session.scalar(select(Batch.attempts).where(Batch.id == batch.id)) or 0
-    if not pause_reason and attempts >= MAX_BATCH_ATTEMPTS:
+    attempts, deferrals = session.execute(
+        select(Batch.attempts, Batch.deferrals).where(Batch.id == batch.id)).one()
+    if not pause_reason and attempts - deferrals >= MAX_BATCH_ATTEMPTS:
         pause_reason = f"Too many errors: batch {batch.seq} failed {attempts} times ({error})"
     if pause_reason:
         transition(session, campaign.id, "pause", SYSTEM, reason=pause_reason[:2000])
@@ -562,6 +720,26 @@ def _release(session: Session, campaign: Campaign, batch: Claim, error: str, *,
                              at=utcnow() + timedelta(seconds=retry_in))
     session.commit()
     raise BatchReleased(error)
+
+
+def _defer(session: Session, campaign: Campaign, batch: Claim, wait: float) -> None:
+    """The send-rate cap allows nothing now: give the batch back (its sent marks are
+    committed) and queue it again in `wait` seconds, so this worker takes other work
+    (alerts first) meanwhile. A deferral is not an error (`deferrals` is subtracted from
+    `attempts` where too many attempts pause a campaign)."""
+    session.rollback()
+    session.execute(
+        update(Batch).where(Batch.id == batch.id, Batch.status == BatchStatus.sending,
+                            Batch.attempts == batch.attempt)
+        .values(status=BatchStatus.queued, deferrals=Batch.deferrals + 1,
+                error="waiting for the send-rate cap")
+        .execution_options(synchronize_session=False)
+    )
+    enqueue_after_commit(session, SEND_BATCH_JOB, batch.id, queue=queue_for(campaign.kind),
+                         job_id=batch_job_id(batch.id, f"-defer{time.time_ns()}"),
+                         at=utcnow() + timedelta(seconds=wait))
+    commit_quickly(session)
+    raise BatchReleased("rate cap")
 
 
 # ---------------------------------------------------------------- counts and tests

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from service import db
 from service.campaigns.lifecycle import transition
 from service.db import utcnow
-from service.models import AuditRecord, Batch, Campaign, CampaignKind
+from service.models import AuditRecord, Batch, Campaign, CampaignKind, Subscriber
 from tests import factories
 from tests.campaigns.api_calls import to
 from tests.factories import event_stat, link_stat, subscribers
@@ -314,3 +314,42 @@ def test_campaign_list_pages_by_keyset(staff: Callable[[str], Staff]) -> None:
     older = viewer.get("/admin/campaigns?before=3").text
     assert older.count('<span class="badge draft">') == 2 and ">c00<" in older
     assert "/admin/campaigns?before=3" in first
+
+
+def test_local_hour_send_shows_the_schedule_and_refuses_bad_hours(
+    staff: Callable[[str], Staff], run_jobs: Callable[[], None],
+) -> None:
+    ids = subscribers(3)
+    db.session().execute(update(Subscriber).where(Subscriber.id.in_(ids[:2]))
+                         .values(timezone="Pacific/Honolulu"))
+    db.session().commit()
+    campaigner = staff("campaigner")
+    campaign = create(campaigner, max_per_minute="250")
+    assert load(campaign.id).max_per_minute == 250
+    path = f"/admin/campaigns/{campaign.id}"
+    page = campaigner.get(path).text
+    assert "250 per minute" in page and 'id="schedule-local"' in page
+    for bad in ("", "tomorrow", "2027-02-30T09:00", "2027-07-14T09:00\u202e", "2001-01-01T09:00"):
+        refused = campaigner.post(f"{path}/send", {"mode": "local", "send_at_local": bad})
+        assert refused.status_code == 422 and 'id="send-at-local-error"' in refused.text, bad
+        assert status_of(campaign.id) == "draft"
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%d")
+    sent = campaigner.post(f"{path}/send", {"mode": "local",
+                                            "send_at_local": f"{tomorrow}T09:00:00"})
+    assert sent.status_code == 302
+    assert load(campaign.id).send_at_local == f"{tomorrow}T09:00"
+    run_jobs()
+    page = campaigner.get(path).text
+    assert 'id="schedule-card"' in page and f"{tomorrow} 09:00 in each recipient" in page
+    assert f"{tomorrow} 19:00</td><td>2<" in page  # Honolulu: UTC-10
+    assert "</td><td>1<" in page  # the unknown zone: New York's 09:00
+    spanish = campaigner.get(f"{path}?lang=es").text
+    assert "Calendario de entrega" in spanish and "en la zona horaria de cada destinatario" in spanish
+
+
+def test_max_per_minute_in_the_editor_refuses_nonsense(staff: Callable[[str], Staff]) -> None:
+    editor = staff("editor")
+    for bad in ("0", "-5", "100001", "ten", "1e3", "\u0661\u0662"):
+        refused = editor.post("/admin/campaigns/new", {**FORM, "max_per_minute": bad})
+        assert refused.status_code == 422, bad
+    assert create(editor, max_per_minute="").max_per_minute is None
