@@ -438,14 +438,14 @@ def _act(campaign_id: int, action: str, send_at: datetime | None = None,
     except drafts.IllegalTransition as exc:
         session.rollback()
         return _detail(_get(campaign_id), errors={"action": str(exc)}, status=409)
-    except drafts.NoLists as exc:
+    except (drafts.NoLists, drafts.LocalHourWithTest) as exc:
         session.rollback()
         return _detail(_get(campaign_id), errors={"action": str(exc)}, status=422)
     session.commit()
     done = {"send": "Sending started." if send_at is None else
             f"Scheduled for {send_at:%Y-%m-%d %H:%M} UTC.",
             "local": _("Scheduled for %(hour)s in each recipient's time zone.",
-                             hour=(send_at_local or "").replace("T", " ")),
+                       hour=(send_at_local or "").replace("T", " ")),
             "pause": "Paused.", "resume": "Resumed.", "cancel": "Cancelled."}
     flash(done["local" if send_at_local else action])
     return redirect(url_for("admin.campaign_detail", campaign_id=campaign_id))

@@ -22,6 +22,7 @@ from ..campaigns.drafts import (
     CampaignPatch,
     DecideIn,
     IllegalTransition,
+    LocalHourWithTest,
     NoLists,
     NotADraft,
     SendIn,
@@ -129,7 +130,8 @@ def get_audience(campaign_id: int) -> Any:
 def _act(campaign_id: int, action: str, **kwargs: Any) -> Any:
     session = db.session()
     campaign = _get(campaign_id)
-    with refused_as(NoLists, 422, "lists"), refused_as(IllegalTransition, 409):
+    with refused_as(NoLists, 422, "lists"), refused_as(IllegalTransition, 409), \
+            refused_as(LocalHourWithTest, 422, "send_at_local"):
         act(session, campaign, action, g.actor, kwargs.get("send_at"),
             kwargs.get("send_at_local"))
     session.commit()

@@ -242,6 +242,15 @@ class NoLists(ValueError):
         super().__init__("Choose at least one list before sending.")
 
 
+class LocalHourWithTest(ValueError):
+    """A subject test decides on one sample sent at once; recipients spread over their
+    time zones would make its figures compare different hours (HTTP 422 on
+    `send_at_local`)."""
+
+    def __init__(self) -> None:
+        super().__init__("A campaign with a subject test cannot be sent at a local hour.")
+
+
 def resolve_lists(session: Session, slugs: list[str]) -> list[MailingList]:
     found = lists_by_slugs(session, slugs)
     missing = sorted(set(slugs) - {ml.slug for ml in found})
@@ -309,6 +318,8 @@ def act(session: Session, campaign: Campaign, action: str, actor: str,
     if action == "send":
         if not campaign.lists:
             raise NoLists()
+        if send_at_local and campaign.ab_test:
+            raise LocalHourWithTest()
         request_send(session, campaign, actor, send_at, send_at_local or "")
     elif action == "resume":
         resume(session, campaign, actor)

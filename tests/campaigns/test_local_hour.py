@@ -317,3 +317,24 @@ def test_a_local_hour_more_than_fourteen_days_ahead_is_refused(
                          headers=staff)
     assert answer.status_code == 422
     assert "14 days" in answer.get_json()["errors"]["send_at_local"][0]
+
+
+def test_a_campaign_with_a_subject_test_cannot_go_at_a_local_hour(
+    client: FlaskClient, api_token: Callable[[str], dict[str, str]],
+) -> None:
+    """The test's sample goes at once and its figures decide; zones spread over hours would
+    compare different times of day, so the combination is refused and nothing starts."""
+    headers = api_token("campaigner")
+    created = client.post("/api/v1/campaigns", headers=headers, json={
+        "name": "AB", "kind": "newsletter", "subject": "Hi", "body": "Hello",
+        "lists": ["newsletter"], "ab_test": {"subjects": ["A", "B"], "sample_percent": 20,
+                                             "metric": "unique_opens", "wait_minutes": 5}})
+    assert created.status_code == 201, created.get_json()
+    campaign_id = created.get_json()["id"]
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    answer = client.post(f"/api/v1/campaigns/{campaign_id}/send", headers=headers,
+                         json={"send_at_local": tomorrow})
+    assert answer.status_code == 422, answer.get_json()
+    assert "subject test" in answer.get_json()["errors"]["send_at_local"][0]
+    assert client.get(f"/api/v1/campaigns/{campaign_id}",
+                      headers=headers).get_json()["status"] == "draft"
