@@ -23,8 +23,9 @@ def recovery_pass() -> None:
     """What killed workers left: campaign batches, then imports (each on its own)."""
     from service.campaigns.recovery import recover
     from service.imports.recovery import recover_imports
+    from service.jobs.outgoing import sweep
 
-    for step in (recover, recover_imports):
+    for step in (recover, recover_imports, sweep):
         try:
             step()
         except Exception:  # periodic: the next pass tries again
@@ -33,14 +34,17 @@ def recovery_pass() -> None:
 
 
 def watch_pass() -> None:
-    """Every few seconds: the batches of dead workers, and batches whose job was lost."""
+    """Every few seconds: the batches of dead workers, and batches and outgoing webhook
+    deliveries whose job was lost."""
     from service.campaigns.recovery import watch
+    from service.jobs.outgoing import sweep
 
-    try:
-        watch()
-    except Exception:  # periodic: the next pass tries again
-        db.session().rollback()
-        log.exception("campaign watch failed")
+    for step in (watch, sweep):
+        try:
+            step()
+        except Exception:  # periodic: the next pass tries again
+            db.session().rollback()
+            log.exception("watch step %s failed", step.__name__)
 
 
 def main() -> None:

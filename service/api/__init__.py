@@ -10,7 +10,7 @@ from flask import Flask, jsonify
 from flask_limiter.errors import RateLimitExceeded
 
 from ..extensions import api, csrf, limiter
-from . import campaigns, imports, lists, subscribers, subscriptions, webhooks
+from . import campaigns, imports, lists, outgoing, subscribers, subscriptions, webhooks
 
 
 def register(app: Flask) -> None:
@@ -22,9 +22,10 @@ def register(app: Flask) -> None:
     api.register_blueprint(lists.blp)
     api.register_blueprint(subscribers.blp)
     # Bearer tokens, never cookies, authenticate the staff API: no CSRF token needed.
-    for blueprint in (campaigns.blp, imports.blp, webhooks.suppressions_blp):
+    for blueprint in (campaigns.blp, imports.blp, webhooks.suppressions_blp, outgoing.blp):
         csrf.exempt(blueprint)
-    for blueprint in (campaigns.blp, imports.blp, webhooks.suppressions_blp, webhooks.stats_blp):
+    for blueprint in (campaigns.blp, imports.blp, webhooks.suppressions_blp, webhooks.stats_blp,
+                      outgoing.blp):
         api.register_blueprint(blueprint)
 
     @app.errorhandler(RateLimitExceeded)

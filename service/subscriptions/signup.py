@@ -29,6 +29,7 @@ from ..models import (
     SubscriptionStatus,
 )
 from ..observability import metrics
+from ..outbound import SUBSCRIBER_CONFIRMED, emit_for_subscriber
 from ..postal import normalise_postal_code, state_for
 from ..queue import MAIL_RETRY, enqueue_after_commit
 from ..subscribers import (
@@ -365,4 +366,5 @@ def confirm(
     if result.confirmed:
         # New, confirmed consent supersedes an earlier erasure of this address.
         forget_erasure(session, subscriber.email)
+        emit_for_subscriber(session, SUBSCRIBER_CONFIRMED, subscriber, result.confirmed)
     return result

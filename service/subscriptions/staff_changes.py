@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from ..db import utcnow
 from ..fields import NAME_MAX, POSTAL_MAX, FieldError, clean_text, is_locale
 from ..models import MailingList, Subscriber, Subscription, SubscriptionStatus
+from ..outbound import SUBSCRIBER_UNSUBSCRIBED, emit_for_subscriber
 from ..postal import normalise_postal_code, state_for
 from ..subscribers import (
     Evidence,
@@ -87,6 +88,8 @@ def unsubscribe(
             sub.status = SubscriptionStatus.unsubscribed
             sub.unsubscribed_at = utcnow()
             record_consent(session, subscriber, "unsubscribe", evidence, list_id=list_id)
+            emit_for_subscriber(session, SUBSCRIBER_UNSUBSCRIBED, subscriber,
+                                [sub.mailing_list], channel="staff")
             return True
     return False
 

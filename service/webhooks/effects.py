@@ -28,6 +28,7 @@ from ..models import (
     CampaignEventUnique,
     CampaignLinkStat,
     Delivery,
+    MailingList,
     SoftBounce,
     Subscriber,
     SubscriberStatus,
@@ -38,6 +39,12 @@ from ..models import (
     campaign_lists,
 )
 from ..observability import metrics
+from ..outbound import (
+    SUBSCRIBER_BOUNCED,
+    SUBSCRIBER_COMPLAINED,
+    SUBSCRIBER_UNSUBSCRIBED,
+    emit_for_subscriber,
+)
 from ..queue import enqueue_after_commit
 from ..subscribers import (
     Evidence,
@@ -261,22 +268,37 @@ def _apply_to_subscriber(
     if subscriber is None:
         # Counted in statistics, but nothing about the person is stored or restored.
         return "unknown_subscriber"
+    # What the outgoing webhooks say about it (`service/outbound.py`): only real changes.
+    about = {"campaign_id": event.campaign_id if event.campaign_id in known_campaigns
+             else None, "reason": event.reason}
     if name == "bounce" and event.payload.get("type") != "blocked":
         _suppress(session, settings, subscriber, SuppressionReason.bounce, event)
-        _set_status(session, subscriber, SubscriberStatus.bounced, event)
+        if _set_status(session, subscriber, SubscriberStatus.bounced, event):
+            emit_for_subscriber(session, SUBSCRIBER_BOUNCED, subscriber,
+                                _active_lists(subscriber), **about)
     elif name == "bounce" or name in SOFT_EVENTS:
         _soft_bounce(session, settings, subscriber, event)
     elif name == "spamreport":
         _suppress(session, settings, subscriber, SuppressionReason.complaint, event)
-        _set_status(session, subscriber, SubscriberStatus.complained, event)
-        _unsubscribe(session, subscriber, None, event)
-    elif name == "group_unsubscribe" and event.campaign_id in known_campaigns:
-        in_campaign = campaign_lists.c.campaign_id == event.campaign_id
-        list_ids = set(session.scalars(select(campaign_lists.c.list_id).where(in_campaign)))
-        _unsubscribe(session, subscriber, list_ids, event)
+        changed = _set_status(session, subscriber, SubscriberStatus.complained, event)
+        stopped = _unsubscribe(session, subscriber, None, event)
+        if changed or stopped:
+            emit_for_subscriber(session, SUBSCRIBER_COMPLAINED, subscriber, stopped, **about)
     else:
-        _unsubscribe(session, subscriber, None, event)
+        list_ids: set[int] | None = None
+        if name == "group_unsubscribe" and event.campaign_id in known_campaigns:
+            in_campaign = campaign_lists.c.campaign_id == event.campaign_id
+            list_ids = set(session.scalars(select(campaign_lists.c.list_id).where(in_campaign)))
+        stopped = _unsubscribe(session, subscriber, list_ids, event)
+        if stopped:
+            emit_for_subscriber(session, SUBSCRIBER_UNSUBSCRIBED, subscriber, stopped,
+                                channel=f"sendgrid:{name}", **about)
     return "applied"
+
+
+def _active_lists(subscriber: Subscriber) -> list[MailingList]:
+    return [s.mailing_list for s in subscriber.subscriptions
+            if s.status != SubscriptionStatus.unsubscribed]
 
 
 def _suppress(session: Session, settings: Settings, subscriber: Subscriber,
@@ -292,17 +314,21 @@ def _suppress(session: Session, settings: Settings, subscriber: Subscriber,
 
 
 def _set_status(session: Session, subscriber: Subscriber, status: SubscriberStatus,
-                event: ParsedEvent) -> None:
+                event: ParsedEvent) -> bool:
+    """Give `subscriber` the status; False when they already had it."""
     if subscriber.status == status:
-        return
+        return False
     subscriber.status = status
     record_consent(session, subscriber, status.value, EVIDENCE,
                    note=_note(event, f"subscriber status {status.value}"))
+    return True
 
 
 def _unsubscribe(session: Session, subscriber: Subscriber, list_ids: set[int] | None,
-                 event: ParsedEvent) -> None:
+                 event: ParsedEvent) -> list[MailingList]:
+    """Stop the lists (None: all); the lists this stopped."""
     now = utcnow()
+    stopped: list[MailingList] = []
     for subscription in subscriber.subscriptions:
         if list_ids is not None and subscription.list_id not in list_ids:
             continue
@@ -312,6 +338,8 @@ def _unsubscribe(session: Session, subscriber: Subscriber, list_ids: set[int] | 
         subscription.unsubscribed_at = now
         record_consent(session, subscriber, "unsubscribed", EVIDENCE,
                        list_id=subscription.list_id, note=_note(event, "unsubscribed"))
+        stopped.append(subscription.mailing_list)
+    return stopped
 
 
 def _soft_bounce(session: Session, settings: Settings, subscriber: Subscriber,
