@@ -130,15 +130,17 @@ def _record(session: Session, delivery_id: int, endpoint_id: int, attempt: int,
         endpoint.failing_since = None
         session.commit()
         return "delivered"
+    window = timedelta(seconds=config.settings().webhooks_disable_after_seconds)
+    if endpoint.failing_since is None:
+        endpoint.failing_since = now
     next_at = now + timedelta(seconds=backoff(attempt))
+    if now < endpoint.failing_since + window < next_at:
+        next_at = endpoint.failing_since + window  # the attempt that decides comes on time
     session.execute(
         update(OutgoingDelivery).where(OutgoingDelivery.id == delivery_id)
         .values(next_attempt_at=next_at, claimed_until=None)
         .execution_options(synchronize_session=False))
-    window = config.settings().webhooks_disable_after_seconds
-    if endpoint.failing_since is None:
-        endpoint.failing_since = now
-    if endpoint.enabled and now - endpoint.failing_since >= timedelta(seconds=window):
+    if endpoint.enabled and now - endpoint.failing_since >= window:
         _disable(session, endpoint, outcome)
     if endpoint.enabled:
         enqueue_after_commit(session, DELIVER_JOB, delivery_id, attempt, queue=DELIVERY_QUEUE,
@@ -166,9 +168,17 @@ def _disable(session: Session, endpoint: OutgoingEndpoint, outcome: Outcome) -> 
 def enqueue_due(session: Session, *, endpoint_id: int | None = None,
                 grace: float | None = None) -> int:
     """Give a job to every due, unclaimed, pending row of an enabled endpoint whose job is
-    not waiting (at most SWEEP_LIMIT a pass). The caller commits (the jobs go then)."""
+    not waiting (at most SWEEP_LIMIT a pass). The caller commits (the jobs go then).
+
+    With `endpoint_id` (an endpoint enabled again) every due row gets a job now, waiting
+    or not: a retry scheduled hours ahead must not hold it back (the claim lets only one
+    of two jobs through)."""
     now = utcnow()
-    waiting: set[str] | None = task_queue().waiting_job_ids(DELIVERY_QUEUE)
+    waiting: set[str] | None = None
+    if endpoint_id is None:
+        waiting = task_queue().waiting_job_ids(DELIVERY_QUEUE)
+    else:
+        grace = 0.0
     if grace is None:
         grace = LOST_JOB_SECONDS if waiting is not None else EMBEDDED_LOST_JOB_SECONDS
     query = (
