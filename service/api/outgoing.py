@@ -45,6 +45,15 @@ class WebhookIn(Schema):
                          metadata={"description": f"Any of: {', '.join(EVENT_TYPES)}"})
 
 
+class StrictBoolean(fields.Boolean):
+    """JSON true or false only (not 1, "yes" or "true")."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 class WebhookPatch(Schema):
     class Meta:
         unknown = EXCLUDE
@@ -52,7 +61,7 @@ class WebhookPatch(Schema):
     url = fields.String(validate=validate.Length(min=1, max=URL_MAX))
     events = fields.List(fields.String(validate=validate.Length(max=60)),
                          validate=validate.Length(min=1, max=2 * len(EVENT_TYPES)))
-    enabled = fields.Boolean(truthy={True}, falsy={False})
+    enabled = StrictBoolean()
 
 
 class DeliveriesQuery(Schema):
