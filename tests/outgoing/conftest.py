@@ -12,9 +12,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from service import db
-
 from sendgrid_sink.signing import new_private_key
+from service import db
 from tests.webhooks.events import Signer
 
 from . import receiver as receivers
