@@ -69,6 +69,22 @@ def subscriber_data(subscriber: Subscriber, lists: Iterable[MailingList],
             "lists": _list_slugs(lists), **extra}
 
 
+def _enabled_endpoints(session: Session) -> list[tuple[int, list[str]]]:
+    """The enabled endpoints and their event types, read once per transaction (the Event
+    Webhook applies thousands of events in one)."""
+    transaction = session.get_transaction()
+    cached = session.info.get("outgoing_endpoints")
+    if cached is not None and cached[0] is transaction:
+        endpoints: list[tuple[int, list[str]]] = cached[1]
+        return endpoints
+    endpoints = [(endpoint_id, list((events or {}).get("types", [])))
+                 for endpoint_id, events in session.execute(
+                     select(OutgoingEndpoint.id, OutgoingEndpoint.events)
+                     .where(OutgoingEndpoint.enabled.is_(True)))]
+    session.info["outgoing_endpoints"] = (session.get_transaction(), endpoints)
+    return endpoints
+
+
 def emit(session: Session, event_type: str, data: dict[str, Any], *,
          endpoint_ids: Iterable[int] | None = None) -> OutgoingEvent | None:
     """Write the event and its outbox rows in `session` (committed by the caller) and
@@ -77,14 +93,12 @@ def emit(session: Session, event_type: str, data: dict[str, Any], *,
     `endpoint_ids` (the test event) names the endpoints; otherwise every enabled endpoint
     subscribed to `event_type` gets it.
     """
-    query = select(OutgoingEndpoint.id, OutgoingEndpoint.events).where(
-        OutgoingEndpoint.enabled.is_(True))
     if endpoint_ids is not None:
         targets = list(session.scalars(
             select(OutgoingEndpoint.id).where(OutgoingEndpoint.id.in_(list(endpoint_ids)))))
     else:
-        targets = [endpoint_id for endpoint_id, events in session.execute(query)
-                   if event_type in (events or {}).get("types", [])]
+        targets = [endpoint_id for endpoint_id, types in _enabled_endpoints(session)
+                   if event_type in types]
     if not targets:
         return None
     event = OutgoingEvent(public_id=new_public_id(), type=event_type, data=data)
