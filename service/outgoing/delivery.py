@@ -93,6 +93,7 @@ def deliver(session: Session, delivery_id: int, attempts: int) -> str:
         return "gone"
     settings = config.settings()
     body = body_of(delivery.event)
+    event_id = delivery.event.public_id
     url = endpoint.url
     try:
         secret = secret_of(endpoint)
@@ -103,7 +104,7 @@ def deliver(session: Session, delivery_id: int, attempts: int) -> str:
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
-        "Actionlist-Event-Id": delivery.event.public_id,
+        "Actionlist-Event-Id": event_id,
         SIGNATURE_HEADER: signature(secret, int(time.time()), body),
     }
     outcome = post(url, body, headers, timeout=settings.webhooks_timeout,

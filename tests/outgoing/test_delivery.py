@@ -62,6 +62,8 @@ def test_signature_is_over_the_exact_body_and_a_recent_time(app, client, admin, 
     assert not verify(endpoint["secret"], header, got.body + b" ")
     assert not verify("whsec_other", header, got.body)
     assert json.loads(got.body)["data"]["endpoint_id"] == endpoint["id"]
+    assert got.headers["Actionlist-Event-Id"] == json.loads(got.body)["id"]
+    assert got.headers["User-Agent"] == "actionlist-webhooks/1"
 
 
 def closed_port_url() -> str:
