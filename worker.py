@@ -20,12 +20,14 @@ from service.queue import task_queue
 log = logging.getLogger("worker")
 
 
-def recovery_pass() -> None:
-    """What killed workers left: campaign batches, then imports (each on its own)."""
+def recovery_pass(at_start: bool = False) -> None:
+    """What killed workers left: campaign batches, imports, outgoing webhook deliveries
+    (each on its own). `at_start`: every due delivery whose job is not in Redis is lost."""
     from service.campaigns.recovery import recover
     from service.imports.recovery import recover_imports
+    from service.jobs.outgoing import sweep, sweep_at_start
 
-    for step in (recover, recover_imports):
+    for step in (recover, recover_imports, sweep_at_start if at_start else sweep):
         try:
             step()
         except Exception:  # periodic: the next pass tries again
@@ -34,14 +36,17 @@ def recovery_pass() -> None:
 
 
 def watch_pass() -> None:
-    """Every few seconds: the batches of dead workers, and batches whose job was lost."""
+    """Every few seconds: the batches of dead workers, and batches and outgoing webhook
+    deliveries whose job was lost."""
     from service.campaigns.recovery import watch
+    from service.jobs.outgoing import sweep
 
-    try:
-        watch()
-    except Exception:  # periodic: the next pass tries again
-        db.session().rollback()
-        log.exception("campaign watch failed")
+    for step in (watch, sweep):
+        try:
+            step()
+        except Exception:  # periodic: the next pass tries again
+            db.session().rollback()
+            log.exception("watch step %s failed", step.__name__)
 
 
 def lower_priority(niceness: int) -> None:
@@ -62,7 +67,7 @@ def main() -> None:
     with app.app_context():
         from service.campaigns.recovery import WATCH_SECONDS, schedule_watchdog
 
-        recovery_pass()  # what a killed worker left, campaigns due while none ran
+        recovery_pass(at_start=True)  # what a killed worker left, what fell due meanwhile
         schedule_watchdog()
         # RQ forks its scheduler from this process: close every database connection first
         # so the child inherits none (an inherited socket would outlive this process and

@@ -139,6 +139,7 @@ def _recover_when_embedded(app: Flask, settings: Settings) -> None:
     embedded_recovery(app, "campaigns", "service.jobs.campaigns.watchdog")
     embedded_recovery(app, "imports", "service.jobs.imports.recover",
                       again_after=settings.import_lease_seconds + 1)
+    embedded_recovery(app, "outgoing", "service.jobs.outgoing.sweep_at_start")
 
 
 main = FlaskGroup(create_app=lambda: create_app(),

@@ -96,6 +96,14 @@ class Settings:
     # Preferences links never expire, but downloading or erasing a person's data needs
     # one mailed within this many days (an older link offers to mail a new one).
     preferences_fresh_days: int = 2
+    # Outgoing webhooks: receivers on loopback, private, link-local, multicast or
+    # reserved addresses are refused unless this is on (tests, local setups).
+    webhooks_allow_private: bool = False
+    # A failed delivery is tried again after base, 2×base, 4×base ... seconds (at most
+    # 6 h apart); an endpoint failing for `webhooks_disable_after_seconds` is disabled.
+    webhooks_retry_base_seconds: float = 30.0
+    webhooks_disable_after_seconds: int = 24 * 3600
+    webhooks_timeout: float = 5.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -160,6 +168,14 @@ class Settings:
             preferences_fresh_days=int(
                 env.get("PREFERENCES_FRESH_DAYS", cls.preferences_fresh_days)
             ),
+            webhooks_allow_private=_bool(env.get("WEBHOOKS_ALLOW_PRIVATE")),
+            webhooks_retry_base_seconds=float(
+                env.get("WEBHOOKS_RETRY_BASE_SECONDS", cls.webhooks_retry_base_seconds)
+            ),
+            webhooks_disable_after_seconds=int(
+                env.get("WEBHOOKS_DISABLE_AFTER_SECONDS", cls.webhooks_disable_after_seconds)
+            ),
+            webhooks_timeout=float(env.get("WEBHOOKS_TIMEOUT", cls.webhooks_timeout)),
         )
 
     def with_overrides(self, overrides: dict[str, Any]) -> Settings:

@@ -699,3 +699,97 @@ class ImportProblem(Base):
     line: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     email: Mapped[str] = mapped_column(String(254), default="")
     reason: Mapped[str] = mapped_column(String(300))
+
+
+class OutgoingEndpoint(Base):
+    """An organisation's receiver of outgoing webhooks (their CRM, `service/outgoing`).
+
+    `secret` is stored encrypted (Fernet, key derived from the signing keys) and shown
+    once, when the endpoint is made. `failing_since` is the first failed attempt since the
+    last delivered one; after `WEBHOOKS_DISABLE_AFTER_SECONDS` of failures the endpoint is
+    disabled (`disabled_at`, `disabled_reason`) and its undelivered events wait for it.
+    """
+
+    __tablename__ = "outgoing_endpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(300))
+    # The event types it receives: {"types": ["subscriber.confirmed", ...]}
+    events: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    failing_since: Mapped[datetime | None]
+    disabled_at: Mapped[datetime | None]
+    disabled_reason: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    @property
+    def event_types(self) -> list[str]:
+        return [str(t) for t in (self.events or {}).get("types", [])]
+
+
+class OutgoingEvent(Base):
+    """Something that happened, written in the same transaction as the change itself.
+
+    `public_id` is the `id` receivers see: the same on every attempt and every endpoint,
+    so they can deduplicate. `data` is exactly the event's `data` object.
+    """
+
+    __tablename__ = "outgoing_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    type: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class OutgoingDelivery(Base):
+    """The outbox: one row per (event, endpoint) until that endpoint has taken the event.
+
+    A delivery job claims the row (`claimed_until`, a lease) with a conditional UPDATE,
+    posts, and records the attempt; the sweep gives a job to any pending row that is due
+    and unclaimed, so a job lost with its worker or with Redis costs a delay, never an event.
+    """
+
+    __tablename__ = "outgoing_deliveries"
+    __table_args__ = (
+        Index("ix_outgoing_deliveries_status_next", "status", "next_attempt_at"),
+        Index("ix_outgoing_deliveries_endpoint", "endpoint_id", "id"),
+        UniqueConstraint("event_id", "endpoint_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("outgoing_events.id", ondelete="CASCADE"))
+    endpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("outgoing_endpoints.id", ondelete="CASCADE"))
+    # pending → delivered
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_until: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    event: Mapped[OutgoingEvent] = relationship()
+
+
+class OutgoingAttempt(Base):
+    """One POST to an endpoint: the delivery log shown to staff."""
+
+    __tablename__ = "outgoing_attempts"
+    __table_args__ = (Index("ix_outgoing_attempts_endpoint", "endpoint_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("outgoing_deliveries.id", ondelete="CASCADE"), index=True)
+    endpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("outgoing_endpoints.id", ondelete="CASCADE"))
+    number: Mapped[int]
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    status_code: Mapped[int | None]
+    error: Mapped[str] = mapped_column(Text, default="")
+    duration_ms: Mapped[int] = mapped_column(default=0)

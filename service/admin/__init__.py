@@ -14,6 +14,7 @@ from . import (  # noqa: F401
     dashboard,
     imports,
     lists,
+    outgoing,
     records,
     segment_form,
     staff,

@@ -10,7 +10,7 @@ from flask import Flask, jsonify
 from flask_limiter.errors import RateLimitExceeded
 
 from ..extensions import api, csrf, limiter
-from . import campaigns, imports, lists, segments, subscribers, subscriptions, webhooks
+from . import campaigns, imports, lists, outgoing, segments, subscribers, subscriptions, webhooks
 
 
 def register(app: Flask) -> None:
@@ -22,10 +22,10 @@ def register(app: Flask) -> None:
     api.register_blueprint(subscribers.blp)
     # Bearer tokens, never cookies, authenticate the staff API: no CSRF token needed.
     for blueprint in (lists.blp, campaigns.blp, segments.blp, imports.blp,
-                      webhooks.suppressions_blp, subscribers.blp):
+                      webhooks.suppressions_blp, subscribers.blp, outgoing.blp):
         csrf.exempt(blueprint)
     for blueprint in (lists.blp, campaigns.blp, segments.blp, imports.blp,
-                      webhooks.suppressions_blp, webhooks.stats_blp):
+                      webhooks.suppressions_blp, webhooks.stats_blp, outgoing.blp):
         api.register_blueprint(blueprint)
 
     @app.errorhandler(RateLimitExceeded)

@@ -59,6 +59,7 @@ from ..models import (
     Suppression,
     campaign_lists,
 )
+from ..outbound import emit_campaign_sent
 from ..queue import enqueue_after_commit
 from ..subscribers import email_hasher
 from ..tokens import BatchLinks, one_click_headers
@@ -375,6 +376,11 @@ def finish_if_done(session: Session, campaign_id: int) -> bool:
         Batch.status.in_([BatchStatus.queued, BatchStatus.sending, BatchStatus.held]),
     )
     done = transition(session, campaign_id, "finish", SYSTEM, only_if=~open_batches)
+    if done:
+        # In the same transaction as the move to `sent` (the outgoing webhooks' outbox).
+        campaign = session.get(Campaign, campaign_id)
+        if campaign is not None:
+            emit_campaign_sent(session, campaign, counts(session, campaign_id))
     session.commit()
     return done
 

@@ -35,9 +35,11 @@ from ..models import (
     Delivery,
     Subscriber,
     Subscription,
+    SubscriptionStatus,
     Suppression,
     SuppressionReason,
 )
+from ..outbound import SUBSCRIBER_ERASED, emit
 from ..subscribers import Evidence, consent_record_data, email_hash
 
 EXPORT_FORMAT = "actionlist.subscriber-export.v1"
@@ -116,6 +118,13 @@ def erase(session: Session, subscriber: Subscriber, evidence: Evidence) -> None:
     """Delete the person, keep only the keyed hash of the address. The caller commits."""
     digest = email_hash(subscriber.email)
     when = utcnow()
+    # The receivers learn who went (id and keyed hash) and from which lists; not the address.
+    emit(session, SUBSCRIBER_ERASED, {
+        "subscriber_id": subscriber.id,
+        "email_hash": digest,
+        "lists": sorted(sub.mailing_list.slug for sub in subscriber.subscriptions
+                        if sub.status != SubscriptionStatus.unsubscribed),
+    })
     existing = session.scalars(select(Suppression).where(Suppression.email_hash == digest)).first()
     if existing is None:
         session.add(

@@ -125,6 +125,7 @@ def apply(
         )
     }
     now = utcnow()
+    stop: list[int] = []
     for ml in public_lists(session):
         sub = existing.get(ml.id)
         active = sub is not None and sub.status != SubscriptionStatus.unsubscribed
@@ -141,9 +142,12 @@ def apply(
             )
             applied.subscribed.append(ml)
         elif ml.id not in wanted and active:
-            applied.unsubscribed.extend(
-                unsubscribe(session, subscriber, [ml.id], evidence, "preferences").changed
-            )
+            stop.append(ml.id)
+    if stop:
+        # One call (and one `subscriber.unsubscribed` event) for every list unticked.
+        applied.unsubscribed.extend(
+            unsubscribe(session, subscriber, stop, evidence, "preferences").changed
+        )
 
     profile = {
         "first_name": data.first_name,

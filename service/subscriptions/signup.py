@@ -29,6 +29,7 @@ from ..models import (
     SubscriptionStatus,
 )
 from ..observability import metrics
+from ..outbound import SUBSCRIBER_CONFIRMED, emit_for_subscriber
 from ..postal import normalise_postal_code, place_columns
 from ..queue import MAIL_RETRY, enqueue_after_commit
 from ..subscribers import (
@@ -384,6 +385,7 @@ def confirm(
         # New, confirmed consent supersedes an earlier erasure of this address.
         forget_erasure(session, subscriber.email)
         queue_welcomes(session, subscriber_id, result.confirmed)
+        emit_for_subscriber(session, SUBSCRIBER_CONFIRMED, subscriber, result.confirmed)
     return result
 
 

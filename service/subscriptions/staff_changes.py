@@ -29,6 +29,7 @@ from ..fields import (
 )
 from ..lists import ListRef, lists_by_slugs
 from ..models import MailingList, Subscriber, Subscription, SubscriptionStatus
+from ..outbound import SUBSCRIBER_UNSUBSCRIBED, emit_for_subscriber
 from ..postal import normalise_postal_code, place_columns
 from ..subscribers import (
     Details,
@@ -114,6 +115,8 @@ def unsubscribe(
             sub.status = SubscriptionStatus.unsubscribed
             sub.unsubscribed_at = utcnow()
             record_consent(session, subscriber, "unsubscribe", evidence, list_id=list_id)
+            emit_for_subscriber(session, SUBSCRIBER_UNSUBSCRIBED, subscriber,
+                                [sub.mailing_list], channel="staff")
             return True
     return False
 

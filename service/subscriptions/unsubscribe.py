@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from ..db import utcnow
 from ..lists import lists_by_ids
 from ..models import ConsentRecord, MailingList, Subscriber, Subscription, SubscriptionStatus
+from ..outbound import SUBSCRIBER_UNSUBSCRIBED, emit_for_subscriber
 from ..subscribers import Evidence, record_consent
 from ..tokens import UNDO_SECONDS, Purpose, TokenError, make_token, read_token
 
@@ -94,6 +95,9 @@ def unsubscribe(
             change.changed.append(sub.mailing_list)
         else:
             change.already.append(sub.mailing_list)
+    if change.changed:
+        emit_for_subscriber(session, SUBSCRIBER_UNSUBSCRIBED, subscriber, change.changed,
+                            channel=channel)
     return change
 
 

@@ -48,6 +48,7 @@ from ..models import (
     CampaignLinkStat,
     ConsentRecord,
     Delivery,
+    MailingList,
     SoftBounce,
     Subscriber,
     SubscriberStatus,
@@ -59,6 +60,13 @@ from ..models import (
     campaign_lists,
 )
 from ..observability import metrics
+from ..outbound import (
+    SUBSCRIBER_BOUNCED,
+    SUBSCRIBER_COMPLAINED,
+    SUBSCRIBER_UNSUBSCRIBED,
+    emit_for_subscriber,
+    wanted,
+)
 from ..queue import enqueue_after_commit
 from ..subscribers import (
     Evidence,
@@ -438,6 +446,10 @@ def _apply_in_bulk(session: Session, settings: Settings, events: list[ParsedEven
     storm's thousands of bounces no longer costing a round trip each. Events that change
     no person are only counted. Returns the events left for the one-by-one path (in their
     order)."""
+    # Outgoing webhooks want an event per person who bounced or complained: the
+    # one-by-one path writes them, so the shortcut steps aside while an endpoint wants them.
+    shortcut = not wanted(session, SUBSCRIBER_BOUNCED, SUBSCRIBER_COMPLAINED,
+                          SUBSCRIBER_UNSUBSCRIBED)
     per_person: Counter[int] = Counter(
         e.subscriber_id for e in events
         if e.name in PERSON_EVENTS and e.subscriber_id is not None)
@@ -447,7 +459,8 @@ def _apply_in_bulk(session: Session, settings: Settings, events: list[ParsedEven
         if e.name not in PERSON_EVENTS:
             outcomes[(e.name, "counted" if e.campaign_id in known_campaigns
                       else "unknown_campaign")] += 1
-        elif e.subscriber_id is not None and per_person[e.subscriber_id] == 1 and _is_hard(e):
+        elif (shortcut and e.subscriber_id is not None and per_person[e.subscriber_id] == 1
+              and _is_hard(e)):
             bulk[e.subscriber_id] = e
         else:
             rest.append(e)
@@ -531,22 +544,37 @@ def _apply_to_subscriber(
     if subscriber is None:
         # Counted in statistics, but nothing about the person is stored or restored.
         return "unknown_subscriber"
+    # What the outgoing webhooks say about it (`service/outbound.py`): only real changes.
+    about = {"campaign_id": event.campaign_id if event.campaign_id in known_campaigns
+             else None, "reason": event.reason}
     if name == "bounce" and event.payload.get("type") != "blocked":
         _suppress(session, settings, subscriber, SuppressionReason.bounce, event)
-        _set_status(session, subscriber, SubscriberStatus.bounced, event)
+        if _set_status(session, subscriber, SubscriberStatus.bounced, event):
+            emit_for_subscriber(session, SUBSCRIBER_BOUNCED, subscriber,
+                                _active_lists(subscriber), **about)
     elif name == "bounce" or name in SOFT_EVENTS:
         _soft_bounce(session, settings, subscriber, event)
     elif name == "spamreport":
         _suppress(session, settings, subscriber, SuppressionReason.complaint, event)
-        _set_status(session, subscriber, SubscriberStatus.complained, event)
-        _unsubscribe(session, subscriber, None, event)
-    elif name == "group_unsubscribe" and event.campaign_id in known_campaigns:
-        in_campaign = campaign_lists.c.campaign_id == event.campaign_id
-        list_ids = set(session.scalars(select(campaign_lists.c.list_id).where(in_campaign)))
-        _unsubscribe(session, subscriber, list_ids, event)
+        changed = _set_status(session, subscriber, SubscriberStatus.complained, event)
+        stopped = _unsubscribe(session, subscriber, None, event)
+        if changed or stopped:
+            emit_for_subscriber(session, SUBSCRIBER_COMPLAINED, subscriber, stopped, **about)
     else:
-        _unsubscribe(session, subscriber, None, event)
+        list_ids: set[int] | None = None
+        if name == "group_unsubscribe" and event.campaign_id in known_campaigns:
+            in_campaign = campaign_lists.c.campaign_id == event.campaign_id
+            list_ids = set(session.scalars(select(campaign_lists.c.list_id).where(in_campaign)))
+        stopped = _unsubscribe(session, subscriber, list_ids, event)
+        if stopped:
+            emit_for_subscriber(session, SUBSCRIBER_UNSUBSCRIBED, subscriber, stopped,
+                                channel=f"sendgrid:{name}", **about)
     return "applied"
+
+
+def _active_lists(subscriber: Subscriber) -> list[MailingList]:
+    return [s.mailing_list for s in subscriber.subscriptions
+            if s.status != SubscriptionStatus.unsubscribed]
 
 
 def _suppress(session: Session, settings: Settings, subscriber: Subscriber,
@@ -562,17 +590,21 @@ def _suppress(session: Session, settings: Settings, subscriber: Subscriber,
 
 
 def _set_status(session: Session, subscriber: Subscriber, status: SubscriberStatus,
-                event: ParsedEvent) -> None:
+                event: ParsedEvent) -> bool:
+    """Give `subscriber` the status; False when they already had it."""
     if subscriber.status == status:
-        return
+        return False
     subscriber.status = status
     record_consent(session, subscriber, status.value, EVIDENCE,
                    note=_note(event, f"subscriber status {status.value}"))
+    return True
 
 
 def _unsubscribe(session: Session, subscriber: Subscriber, list_ids: set[int] | None,
-                 event: ParsedEvent) -> None:
+                 event: ParsedEvent) -> list[MailingList]:
+    """Stop the lists (None: all); the lists this stopped."""
     now = utcnow()
+    stopped: list[MailingList] = []
     for subscription in subscriber.subscriptions:
         if list_ids is not None and subscription.list_id not in list_ids:
             continue
@@ -582,6 +614,8 @@ def _unsubscribe(session: Session, subscriber: Subscriber, list_ids: set[int] | 
         subscription.unsubscribed_at = now
         record_consent(session, subscriber, "unsubscribed", EVIDENCE,
                        list_id=subscription.list_id, note=_note(event, "unsubscribed"))
+        stopped.append(subscription.mailing_list)
+    return stopped
 
 
 def _soft_bounce(session: Session, settings: Settings, subscriber: Subscriber,
