@@ -206,7 +206,7 @@ def test_imports_of_hostile_files_store_nothing_invalid(
 
     imported: list[int] = []
 
-    @settings(max_examples=40, deadline=None, database=None, derandomize=True,
+    @settings(max_examples=80, deadline=None, database=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow])
     @given(recipes(encodings=("utf-8",), email_column=True))
     def import_one(recipe: Recipe) -> None:
