@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
+from sqlalchemy.orm import Session
 
 from .. import db
 from ..campaigns.abdecide import AbRefused, BadWinner, decide
@@ -20,23 +23,33 @@ def campaigns() -> None:
     pass
 
 
-def _run(campaign_id: int, action: str) -> None:
+def _change(campaign_id: int, change: Callable[[Session, Campaign], None],
+            refusals: tuple[type[Exception], ...], sends: bool) -> Campaign:
+    """Apply `change` to the campaign and commit (a refusal is a ClickException); in
+    embedded mode wait for the jobs it queued when it `sends`."""
     session = db.session()
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
         raise click.ClickException(f"No campaign {campaign_id}.")
     try:
-        act(session, campaign, action, ACTOR)
-    except (IllegalTransition, NoLists) as exc:
+        change(session, campaign)
+    except refusals as exc:
         session.rollback()
         raise click.ClickException(str(exc)) from exc
     session.commit()
     local = task_queue().local
-    if local is not None and action in ("send", "resume"):
+    if local is not None and sends:
         # Embedded mode: the jobs run in this process, so wait for them.
         local.drain(timeout=24 * 3600)
         session.refresh(campaign)
-    click.echo(f"Campaign {campaign_id}: {campaign.status.value} {counts(session, campaign_id)}")
+    return campaign
+
+
+def _run(campaign_id: int, action: str) -> None:
+    campaign = _change(campaign_id, lambda session, c: act(session, c, action, ACTOR),
+                       (IllegalTransition, NoLists), sends=action in ("send", "resume"))
+    click.echo(f"Campaign {campaign_id}: {campaign.status.value} "
+               f"{counts(db.session(), campaign_id)}")
 
 
 def _action_command(action: str, help: str | None = None) -> click.Command:
@@ -67,19 +80,7 @@ def recover_cmd() -> None:
 @click.argument("winner", type=int)
 def decide_cmd(campaign_id: int, winner: int) -> None:
     """End a campaign's A/B subject test now: subject WINNER (0, 1, …) goes to the rest."""
-    session = db.session()
-    campaign = session.get(Campaign, campaign_id)
-    if campaign is None:
-        raise click.ClickException(f"No campaign {campaign_id}.")
-    try:
-        decide(session, campaign, winner, ACTOR)
-    except (AbRefused, BadWinner) as exc:
-        session.rollback()
-        raise click.ClickException(str(exc)) from exc
-    session.commit()
-    local = task_queue().local
-    if local is not None:  # embedded mode: the rest is sent by this process
-        local.drain(timeout=24 * 3600)
-        session.refresh(campaign)
+    campaign = _change(campaign_id, lambda session, c: decide(session, c, winner, ACTOR),
+                       (AbRefused, BadWinner), sends=True)
     click.echo(f"Campaign {campaign_id}: subject {winner} won; {campaign.status.value} "
-               f"{counts(session, campaign_id)}")
+               f"{counts(db.session(), campaign_id)}")
