@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import TypeGuard
+from typing import Any, TypeGuard
+
+from marshmallow import fields as schema_fields
 
 from .i18n import LOCALES
 
@@ -189,3 +191,14 @@ def clean_attributes(values: object, field: str = "attributes", *,
         elif removals:  # null or "": the key goes
             cleaned[key] = None
     return cleaned
+
+
+class StrictBoolean(schema_fields.Boolean):
+    """A JSON boolean for the API's schemas: true or false, nothing else (not 1, "yes",
+    "true" or "on")."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+

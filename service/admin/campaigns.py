@@ -9,7 +9,6 @@ previews through the real renderer, counts through `audience`, figures through
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,10 +45,10 @@ from .segment_form import (
     segment_form_values,
     segment_input,
     segment_values,
+    words,
 )
 
 PAGE_SIZE = 50
-_SPLIT = re.compile(r"[\s,;]+")
 # Form field that shows an error for a (dotted) schema field.
 _ERROR_FIELD = {"variants.es.subject": "es_subject", "variants.es.body": "es_body",
                 "segment.states": "states", "segment.postal_prefixes": "postal_prefixes",
@@ -69,9 +68,6 @@ BIG_CAMPAIGN = 100_000  # deliveries
 
 # ------------------------------------------------------------------ form ⇄ schema
 
-
-def _words(text: str) -> list[str]:
-    return [w for w in _SPLIT.split(text.strip()) if w]
 
 
 def form_values(form: Any) -> dict[str, Any]:
@@ -415,7 +411,7 @@ def campaign_test(campaign_id: int) -> Any:
     campaign = _get(campaign_id)
     typed = request.form.get("emails", "")
     try:
-        emails = TestIn().load({"emails": _words(typed)})["emails"]
+        emails = TestIn().load({"emails": words(typed)})["emails"]
     except ValidationError as exc:
         return _detail(campaign, errors=_flatten(exc.messages), status=422, test_emails=typed)
     session = db.session()

@@ -31,7 +31,8 @@ ENGAGEMENT_LABELS = {
 CHOICE_CAMPAIGNS = 50
 
 
-def _words(text: str) -> list[str]:
+def words(text: str) -> list[str]:
+    """The items of a typed list: separated by spaces, commas or semicolons."""
     return [w for w in _WORDS.split(text.strip()) if w]
 
 
@@ -101,10 +102,10 @@ def segment_input(values: dict[str, Any]) -> dict[str, Any]:
     """The builder's fields → the segment JSON the API takes (empty parts left out;
     whatever was typed goes to the parser, which names what is wrong)."""
     out: dict[str, Any] = {}
-    if _words(values["states"]):
-        out["states"] = [s.upper() for s in _words(values["states"])]
-    if _words(values["postal_prefixes"]):
-        out["postal_prefixes"] = _words(values["postal_prefixes"])
+    if words(values["states"]):
+        out["states"] = [s.upper() for s in words(values["states"])]
+    if words(values["postal_prefixes"]):
+        out["postal_prefixes"] = words(values["postal_prefixes"])
     if values["locales"]:
         out["locales"] = list(values["locales"])
     if _items(values["counties"]):
@@ -119,8 +120,8 @@ def segment_input(values: dict[str, Any]) -> dict[str, Any]:
     if attributes:
         out["attributes"] = attributes
     for name in ("tags_any", "tags_none"):
-        if _words(values[name]):
-            out[name] = _words(values[name])
+        if words(values[name]):
+            out[name] = words(values[name])
     for name, part in values["engagement"].items():
         rule: dict[str, Any] = {}
         if part["campaigns"]:

@@ -15,6 +15,7 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 from .. import db
 from ..auth import require_role
 from ..extensions import ApiBlueprint
+from ..fields import StrictBoolean
 from ..models import OutgoingEndpoint, Role
 from ..outbound import EVENT_TYPES
 from ..outgoing.addresses import URL_MAX
@@ -43,15 +44,6 @@ class WebhookIn(Schema):
     events = fields.List(fields.String(validate=validate.Length(max=60)), required=True,
                          validate=validate.Length(min=1, max=2 * len(EVENT_TYPES)),
                          metadata={"description": f"Any of: {', '.join(EVENT_TYPES)}"})
-
-
-class StrictBoolean(fields.Boolean):
-    """JSON true or false only (not 1, "yes" or "true")."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
-        if not isinstance(value, bool):
-            raise self.make_error("invalid", input=value)
-        return value
 
 
 class WebhookPatch(Schema):

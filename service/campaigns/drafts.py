@@ -23,7 +23,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates, va
 from sqlalchemy.orm import Session
 
 from ..db import MAX_ID
-from ..fields import CONTROL
+from ..fields import CONTROL, StrictBoolean
 from ..lists import lists_by_slugs
 from ..models import Campaign, CampaignKind, CampaignStatus, ContentFormat, MailingList
 from ..queue import enqueue_after_commit
@@ -64,15 +64,6 @@ def _lines(value: str) -> None:
 
 def _text(*rules: Any, lines: bool = False, **options: Any) -> fields.String:
     return fields.String(validate=[*rules, _lines if lines else _one_line], **options)
-
-
-class StrictBoolean(fields.Boolean):
-    """true or false, nothing else (not 1, "yes" or "on")."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
-        if not isinstance(value, bool):
-            raise self.make_error("invalid")
-        return value
 
 
 ACTION_URL_MAX = 2000
