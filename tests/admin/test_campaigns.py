@@ -208,6 +208,18 @@ def test_test_send_then_send_now_with_progress_and_statistics(
     assert "2026-11-25 10:00 UTC: 7" in opens
 
 
+def test_the_statistics_page_title_is_the_campaign_name_only(
+    staff: Callable[[str], Staff],
+) -> None:
+    """The breakdown tables belong to the page body, not to its <title>."""
+    viewer = staff("viewer")
+    campaign = factories.campaign(name="Rally")
+    page = viewer.get(f"/admin/campaigns/{campaign.id}/stats").text
+    title = page.split("<title>", 1)[1].split("</title>", 1)[0]
+    assert title.startswith("Statistics · Rally · ") and "<" not in title
+    assert page.count('id="by-locale"') == 1 and page.count('id="by-state"') == 1
+
+
 def test_schedule_pause_resume_cancel_through_the_state_machine(
     staff: Callable[[str], Staff],
 ) -> None:
