@@ -5,11 +5,11 @@
 Creates and migrates a fresh PostgreSQL database (server from BENCH_DATABASE_URL or
 TEST_DATABASE_URL, default postgresql://postgres@127.0.0.1:5432/postgres), starts
 `gunicorn -w 2 'service:create_app()'` on 127.0.0.1:18300 with a key pair made here, and
-posts the batches from concurrent clients: once new (ingested) and once again (all
-duplicates). Effects are queued to Redis (a queue prefix of its own, emptied afterwards)
-and not run, so the figure is ingestion. In the same run, the same bodies go to a plain
-WSGI app (reads the body, answers 200) under the same gunicorn settings on port 18301:
-the floor set by HTTP + gunicorn alone.
+posts the batches from concurrent clients: once new (each body stored as one batch) and
+once again (the same bodies, still waiting: nothing stored). Effects are queued to Redis
+(a queue prefix of its own, emptied afterwards) and not run, so the figure is ingestion.
+In the same run, the same bodies go to a plain WSGI app (reads the body, answers 200)
+under the same gunicorn settings on port 18301: the floor set by HTTP + gunicorn alone.
 """
 
 from __future__ import annotations
@@ -142,19 +142,21 @@ def main() -> int:
             dup_s, dup_results = post_all(APP_PORT, signed(), args.clients)
             plain_s, _ = post_all(PLAIN_PORT, bodies, args.clients)
 
-            stored = sum(r["stored"] for r in new_results)
-            duplicates = sum(r["duplicates"] for r in dup_results)
+            stored = sum(r["queued"] for r in new_results)
+            duplicates = sum(r["received"] - r["queued"] for r in dup_results)
             with create_engine(url).connect() as conn:
-                rows = conn.execute(text("SELECT count(*) FROM webhook_events")).scalar_one()
+                rows = conn.execute(text(
+                    "SELECT coalesce(sum(events), 0) FROM webhook_batches")).scalar_one()
             assert stored == rows == total, (stored, rows, total)
             assert duplicates == total, duplicates
             print(f"{args.batches} batches x {args.events} events ({size:.0f} KB each), "
                   f"{args.clients} clients, gunicorn -w {args.workers}, PostgreSQL")
-            print(f"webhook, new events:       {total / new_s:>9,.0f} events/s  ({new_s:.2f} s)")
-            print(f"webhook, all duplicates:   {total / dup_s:>9,.0f} events/s  ({dup_s:.2f} s)")
+            print(f"webhook, new batches:      {total / new_s:>9,.0f} events/s  ({new_s:.2f} s)")
+            print(f"webhook, same bodies again: {total / dup_s:>8,.0f} events/s  ({dup_s:.2f} s)")
             print(f"plain WSGI, same bodies:   {total / plain_s:>9,.0f} events/s  "
                   f"({plain_s:.2f} s)")
-            print(f"stored rows: {rows}, duplicates refused: {duplicates}")
+            print(f"events in stored batches: {rows}, in bodies refused as waiting already: "
+                  f"{duplicates}")
         finally:
             for proc in procs:
                 proc.terminate()

@@ -71,7 +71,8 @@ def commit_quickly(session: Session) -> None:
     The commit is as atomic and as visible as any other; only a crash of the database
     server itself (not of the process) within ~0.6 s could lose it. For work that is
     safe to redo — an import chunk (idempotent), a campaign batch's bookkeeping (a lost
-    "sent" mark means a re-sent batch, never a lost recipient) — and nothing else:
+    "sent" mark means a re-sent batch, never a lost recipient), applying a stored Event
+    Webhook batch (a lost commit keeps the batch, which is applied again) — and nothing else:
     signups, unsubscribes and staff actions keep the normal flush.
     """
     if is_pg(session):

@@ -538,27 +538,41 @@ class Delivery(Base):
     variant: Mapped[int | None] = mapped_column(SmallInteger)
 
 
-class WebhookEvent(Base):
-    """One raw SendGrid Event Webhook event, stored before anything is done with it.
+class WebhookBatch(Base):
+    """One signed Event Webhook request, stored as it came and applied later by a job.
 
-    `dedup_key` is `sg_event_id` (or `content_key` when the event has none);
-    `content_key` hashes message id + event + timestamp + address, because SendGrid
-    sometimes re-sends an event under a new id. Both are unique, so ingestion is
-    idempotent. `processed_at` stays NULL until the effects are applied.
+    The request only verifies, parses (to refuse a malformed body) and stores the body
+    once; the job splits it into events, drops the ones seen before and applies the rest
+    in set-based statements, then deletes the batch in the same transaction. So a row
+    here is work still to do. `body_hash` (SHA-256 of the exact bytes) makes a batch that
+    SendGrid posts again while the first copy still waits a no-op.
     """
 
-    __tablename__ = "webhook_events"
-    __table_args__ = (Index("ix_webhook_events_processed_at", "processed_at", "id"),)
+    __tablename__ = "webhook_batches"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    dedup_key: Mapped[str] = mapped_column(String(100), unique=True)
-    # Hash of message id + event + timestamp + address (+ url): catches re-sent events
-    # that carry a new sg_event_id.
-    content_key: Mapped[str] = mapped_column(String(64), unique=True)
-    event: Mapped[str] = mapped_column(String(32))
-    payload: Mapped[dict[str, Any]]
+    body_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    body: Mapped[str] = mapped_column(Text)
+    events: Mapped[int]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
-    processed_at: Mapped[datetime | None]
+
+
+class WebhookEventKey(Base):
+    """The keys of one Event Webhook event already applied: what deduplicates SendGrid's
+    re-deliveries (no payload, no address is kept here).
+
+    `dedup_key` is `id:<sg_event_id>` (or `h:<content_key>` when the event has none);
+    `content_key` hashes message id + event + timestamp + address (+ url), because
+    SendGrid sometimes re-sends an event under a new id. Both are unique (two indexes, no
+    surrogate id: a storm inserts millions): an event whose keys are already here is a
+    duplicate and changes nothing.
+    """
+
+    __tablename__ = "webhook_event_keys"
+
+    dedup_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    content_key: Mapped[str] = mapped_column(String(64), unique=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class CampaignEventStat(Base):

@@ -14,7 +14,7 @@ from werkzeug.routing import IntegerConverter
 from sendgrid_sink.signing import new_private_key
 from service import db
 from service.jsonbody import MAX_DEPTH, TooDeep, loads
-from service.models import ConsentRecord, Subscriber, WebhookEvent
+from service.models import ConsentRecord, Subscriber, WebhookBatch, WebhookEventKey
 from tests import factories
 from tests.webhooks.events import URL as WEBHOOK_URL
 from tests.webhooks.events import Signer
@@ -37,7 +37,7 @@ def app(make_app: Callable[..., Flask]) -> Iterator[Flask]:
 def stored_nothing() -> bool:
     session = db.session()
     return all(session.scalar(select(func.count()).select_from(model)) == 0
-               for model in (Subscriber, ConsentRecord, WebhookEvent))
+               for model in (Subscriber, ConsentRecord, WebhookBatch, WebhookEventKey))
 
 
 def test_the_loader_bounds_nesting() -> None:

@@ -1,10 +1,10 @@
 """Applying stored events: deliveries, suppressions, subscriptions, statistics.
 
-`process_pending_events` runs as an RQ job on the `default` queue. It claims a chunk of
-unprocessed rows and marks them processed in one statement (`UPDATE … RETURNING` over a
-`FOR UPDATE SKIP LOCKED` pick on PostgreSQL), applies their effects in the same
-transaction: a crash rolls everything back and the rows stay pending, so running the job
-twice (or two workers at once) never applies an event twice.
+`process_pending_events` runs as an RQ job on the `default` queue. It locks the oldest
+stored batches (`FOR UPDATE SKIP LOCKED`), keeps the events whose keys are new
+(`ingest.fresh_events`), applies their effects and deletes the batches, all in one
+transaction: a crash rolls everything back and the batches stay, so running the job twice
+(or two workers at once) never applies an event twice.
 
 The effects are set-based: one statement per kind of effect per chunk (the hourly
 counters, the unique markers, the links, the per-locale/state breakdowns, the deliveries'
@@ -18,25 +18,21 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import orjson
-from sqlalchemy import Table, Text, case, func, insert, select, text, update
-from sqlalchemy import cast as sql_cast
+from sqlalchemy import Table, case, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from .. import config
 from ..bulk import SEP, one_of, pg_column, pg_ids
 from ..config import Settings
-from ..db import MAX_ID, insert_for, is_pg, parse_id, utcnow
+from ..db import MAX_ID, commit_quickly, insert_for, is_pg, parse_id, utcnow
 from ..models import (
     UNIQUE_ACTION,
     UNIQUE_HARD_BOUNCE,
@@ -56,7 +52,7 @@ from ..models import (
     SubscriptionStatus,
     Suppression,
     SuppressionReason,
-    WebhookEvent,
+    WebhookBatch,
     campaign_lists,
 )
 from ..observability import metrics
@@ -78,6 +74,7 @@ from ..subscribers import (
     normalise_email,
     record_consent,
 )
+from .ingest import fresh_events, load_batch
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +101,9 @@ BREAKDOWN_OF_UNIQUE = {"open": "unique_opens", "click": "unique_clicks",
 ChunkHook = Callable[[Session, set[int]], Any]
 
 
-@dataclass(frozen=True)
-class ParsedEvent:
+class ParsedEvent(NamedTuple):
+    """What applying needs of one event (a tuple: a storm makes millions of them)."""
+
     name: str
     campaign_id: int | None
     subscriber_id: int | None
@@ -151,8 +149,7 @@ def parse(payload: dict[str, Any], received_at: datetime) -> ParsedEvent:
 
 
 def has_pending_events(session: Session) -> bool:
-    pending = select(WebhookEvent.id).where(WebhookEvent.processed_at.is_(None)).limit(1)
-    return session.scalar(pending) is not None
+    return session.scalar(select(WebhookBatch.id).limit(1)) is not None
 
 
 def queue_processing(session: Session) -> None:
@@ -161,37 +158,57 @@ def queue_processing(session: Session) -> None:
 
 
 def process_pending_events(session: Session, after_chunk: ChunkHook | None = None) -> int:
-    """Apply every pending event, a chunk per transaction. Returns how many."""
+    """Apply every stored batch, oldest first, about CHUNK events per transaction; each
+    batch is deleted in the transaction that applies it. Returns how many new events.
+
+    Two workers share the work: a batch another transaction holds is skipped, and an event
+    in two batches (SendGrid re-posting with other neighbours) is applied by whichever
+    transaction stores its keys first."""
     session.expire_all()  # reload whatever this thread's session may hold from before
-    table = cast(Table, WebhookEvent.__table__)
     total = 0
     while True:
-        now = utcnow()
-        pick = (select(table.c.id).where(table.c.processed_at.is_(None))
-                .order_by(table.c.id).limit(CHUNK).with_for_update(skip_locked=True))
-        claimed = list(session.execute(
-            update(table).where(table.c.id.in_(pick))
-            .values(processed_at=now)
-            .returning(table.c.id, sql_cast(table.c.payload, Text), table.c.received_at)
-        ).all())
+        claimed = _claim_batches(session)
         if not claimed:
             session.commit()
             return total
-        claimed.sort(key=lambda row: row[0])  # apply in the order they arrived
-        events = [parse(_loads(payload), received_at) for _id, payload, received_at in claimed]
-        outcomes = apply_events(session, events, after_chunk)
-        session.commit()
+        events: list[ParsedEvent] = []
+        outcomes: Counter[tuple[str, str]] = Counter()
+        for _id, body, received_at in claimed:
+            fresh, duplicates = fresh_events(session, load_batch(body))
+            events += [parse(payload, received_at) for payload in fresh]
+            outcomes.update({(name, "duplicate"): n for name, n in duplicates.items()})
+        outcomes += apply_events(session, events, after_chunk)
+        session.execute(delete(WebhookBatch).where(
+            WebhookBatch.id.in_([row[0] for row in claimed])))
+        # Safe to redo: a commit the database server loses takes the batches' deletion
+        # with it, so they are applied again, whole (SendGrid already has its 200).
+        commit_quickly(session)
         for (name, outcome), n in outcomes.items():
             metrics().webhook_events.labels(name, outcome).inc(n)
-        total += len(claimed)
+        total += len(events)
 
 
-def _loads(payload: str) -> dict[str, Any]:
-    try:
-        value = orjson.loads(payload)
-    except orjson.JSONDecodeError:  # stored escaped by the standard encoder (a lone surrogate)
-        value = json.loads(payload)
-    return value if isinstance(value, dict) else {}
+def _claim_batches(session: Session) -> list[Any]:
+    """Lock the oldest waiting batches no other worker holds, about CHUNK events' worth
+    (at least one): their (id, body, received_at), oldest first.
+
+    How many rows that is comes from the sizes at the head of the queue (read without
+    locks); the locking read then skips the rows another worker holds, so two workers
+    take different batches instead of both waiting for, or giving up on, the first."""
+    sizes = session.scalars(
+        select(WebhookBatch.events).order_by(WebhookBatch.id).limit(100)).all()
+    count = total = 0
+    for size in sizes:
+        if count and total + size > CHUNK:
+            break
+        count += 1
+        total += size
+    if not count:
+        return []
+    return list(session.execute(
+        select(WebhookBatch.id, WebhookBatch.body, WebhookBatch.received_at)
+        .order_by(WebhookBatch.id).limit(count).with_for_update(skip_locked=True)
+    ).all())
 
 
 def apply_events(session: Session, events: list[ParsedEvent],
@@ -296,14 +313,7 @@ def _count_statistics(session: Session, events: list[ParsedEvent],
             {"campaign_id": c, "hour": h, "event": name, "count": n}
             for (c, h, name), n in sorted(buckets.items())
         ])
-    new_uniques: list[tuple[int, str, str]] = []
-    if uniques:
-        table = cast(Table, CampaignEventUnique.__table__)
-        stmt = insert_for(session, table).on_conflict_do_nothing().returning(
-            table.c.campaign_id, table.c.event, table.c.recipient)
-        new_uniques = [(row[0], row[1], row[2]) for row in session.execute(stmt, [
-            {"campaign_id": c, "event": name, "recipient": r} for c, name, r in sorted(uniques)
-        ])]
+    new_uniques = _mark_uniques(session, sorted(uniques)) if uniques else []
     if links:
         stmt = insert_for(session, cast(Table, CampaignLinkStat.__table__))
         stmt = stmt.on_conflict_do_update(
@@ -316,6 +326,30 @@ def _count_statistics(session: Session, events: list[ParsedEvent],
             for (c, url), n in sorted(links.items())
         ])
     _count_breakdowns(session, delivered, new_uniques)
+
+
+# PostgreSQL: the chunk's unique markers as three split strings, one statement.
+MARK_UNIQUES_PG = text(
+    "INSERT INTO campaign_event_uniques (campaign_id, event, recipient) "
+    "SELECT c, e, r FROM unnest(string_to_array(:c, ',')::int[], string_to_array(:e, :sep), "
+    "string_to_array(:r, :sep)) WITH ORDINALITY AS t(c, e, r, n) WHERE n <= :count "
+    "ON CONFLICT DO NOTHING RETURNING campaign_id, event, recipient")
+
+
+def _mark_uniques(session: Session, uniques: list[tuple[int, str, str]]
+                  ) -> list[tuple[int, str, str]]:
+    """Insert the (campaign, event, recipient) markers; the ones that were new."""
+    if is_pg(session):
+        rows = session.execute(MARK_UNIQUES_PG, {
+            "c": pg_ids(c for c, _e, _r in uniques), "e": pg_column([e for _c, e, _r in uniques]),
+            "r": pg_column([r for _c, _e, r in uniques]), "sep": SEP, "count": len(uniques)})
+    else:
+        table = cast(Table, CampaignEventUnique.__table__)
+        rows = session.execute(
+            insert_for(session, table).on_conflict_do_nothing().returning(
+                table.c.campaign_id, table.c.event, table.c.recipient),
+            [{"campaign_id": c, "event": e, "recipient": r} for c, e, r in uniques])
+    return [(row[0], row[1], row[2]) for row in rows.all()]
 
 
 def _count_breakdowns(session: Session, delivered: Counter[tuple[int, int]],

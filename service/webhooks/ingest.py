@@ -1,57 +1,47 @@
-"""Storing raw Event Webhook events first, deduplicated, in one bulk statement.
+"""Taking an Event Webhook request: store the body once; later, split it into new events.
 
-A batch is parsed with orjson and, on PostgreSQL, written with one `COPY` after one
-indexed look-up of the keys already stored: the per-row work of an `INSERT … ON CONFLICT`
-(and re-serialising through SQLAlchemy's JSON type) was most of the request's time. Two
-requests racing with the same events make the `COPY` hit a unique index; that batch is
-then stored again the portable way (`INSERT … ON CONFLICT DO NOTHING`), which SQLite always
-uses.
+The request verifies the signature, parses the body (a malformed one gets 400 and is not
+stored) and writes it as one `webhook_batches` row: SendGrid waits for one insert per
+batch, not one per event. The job then calls `fresh_events`, which inserts the two
+deduplication keys of every event in one statement (`ON CONFLICT DO NOTHING`, so events
+seen before, and events two workers race for, are dropped by the unique indexes) and
+returns only the events not seen before.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, cast
 
 import orjson
-from psycopg.errors import UniqueViolation
-from sqlalchemy import Insert, Table, select
+from sqlalchemy import Table, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .. import jsonbody
-from ..bulk import one_of
+from ..bulk import SEP, pg_column
 from ..db import is_pg, utcnow
 from ..jsonbody import MAX_DEPTH, TooDeep
-from ..models import WebhookEvent
-
-log = logging.getLogger(__name__)
+from ..models import WebhookBatch, WebhookEventKey
 
 MAX_KEY_LENGTH = 100
-EVENTS_TABLE = cast(Table, WebhookEvent.__table__)
-COPY_EVENTS = ("COPY webhook_events (dedup_key, content_key, event, payload, received_at) "
-               "FROM STDIN")
+KEYS_TABLE = cast(Table, WebhookEventKey.__table__)
+BATCHES_TABLE = cast(Table, WebhookBatch.__table__)
+# PostgreSQL: the batch's keys as two split strings (`service/bulk.py`), one statement; the
+# rows that conflict are the duplicates. `n <= :count` drops the extra empty element.
+INSERT_KEYS_PG = text(
+    "INSERT INTO webhook_event_keys (dedup_key, content_key, received_at) "
+    "SELECT k, c, :now FROM unnest(string_to_array(:keys, :sep), "
+    "string_to_array(:contents, :sep)) WITH ORDINALITY AS t(k, c, n) WHERE n <= :count "
+    "ON CONFLICT DO NOTHING RETURNING dedup_key")
 
 
 class MalformedBatch(ValueError):
     """The body is not a JSON array of event objects."""
-
-
-@dataclass
-class IngestResult:
-    received: int = 0
-    stored: int = 0
-    by_event: Counter[tuple[str, str]] = field(default_factory=Counter)
-
-    @property
-    def duplicates(self) -> int:
-        return self.received - self.stored
 
 
 def parse_events(raw_body: bytes) -> list[dict[str, Any]]:
@@ -78,6 +68,27 @@ def _parse_slowly(raw_body: bytes) -> Any:
         raise MalformedBatch("body is not JSON") from exc
 
 
+def store_batch(session: Session, raw_body: bytes, events: list[dict[str, Any]]) -> bool:
+    """Store a parsed batch for the job; the caller commits. False when the very same
+    body is already waiting (SendGrid posted it again before it was applied)."""
+    body = raw_body.decode("utf-8")  # parse_events accepted it: it is UTF-8
+    values = {"body_hash": hashlib.sha256(raw_body).hexdigest(), "body": body,
+              "events": len(events), "received_at": utcnow()}
+    insert = pg_insert if is_pg(session) else sqlite_insert
+    statement = insert(BATCHES_TABLE).on_conflict_do_nothing()
+    stored = session.execute(statement.values(**values).returning(BATCHES_TABLE.c.id))
+    return stored.first() is not None
+
+
+def load_batch(body: str) -> list[dict[str, Any]]:
+    """A stored batch's events (it was parsed once already, at the request)."""
+    try:
+        events = orjson.loads(body)
+    except orjson.JSONDecodeError:  # what only the standard parser accepts
+        events = json.loads(body)
+    return [e for e in events if isinstance(e, dict)]
+
+
 def content_key(event: dict[str, Any]) -> str:
     """Identity of an event independent of `sg_event_id` (SendGrid re-sends with new ids)."""
     if event.get("sg_message_id") or event.get("timestamp") is not None:
@@ -95,93 +106,59 @@ def content_key(event: dict[str, Any]) -> str:
 
 
 def dedup_key(event: dict[str, Any], content: str) -> str:
+    """`id:<sg_event_id>`, or `h:<content key>` when the id is missing or unusable (too
+    long, or holding what a text column cannot: NUL, a lone surrogate)."""
     sg_event_id = event.get("sg_event_id")
-    if isinstance(sg_event_id, str) and sg_event_id and len(sg_event_id) <= MAX_KEY_LENGTH - 3:
+    if (isinstance(sg_event_id, str) and sg_event_id
+            and len(sg_event_id) <= MAX_KEY_LENGTH - 3 and sg_event_id.isprintable()
+            and _is_utf8(sg_event_id)):
         return f"id:{sg_event_id}"
     return f"h:{content}"
 
 
-def _insert_ignoring_duplicates(session: Session) -> Insert:
-    table = EVENTS_TABLE
-    if is_pg(session):
-        return pg_insert(table).on_conflict_do_nothing()
-    return sqlite_insert(table).prefix_with("OR IGNORE")
-
-
-def _payload_text(event: dict[str, Any]) -> str:
+def _is_utf8(value: str) -> bool:
     try:
-        return orjson.dumps(event).decode()
-    except TypeError:  # a lone surrogate (accepted by the standard parser): keep it escaped
-        return json.dumps(event)
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
-def store_events(session: Session, events: list[dict[str, Any]]) -> IngestResult:
-    """Insert the events not seen before; the caller commits.
-
-    Duplicates inside the batch are dropped here, duplicates of earlier batches by the
-    unique indexes, so concurrent deliveries of the same batch store each event once.
-    """
-    result = IngestResult(received=len(events))
-    now = utcnow()
-    rows: list[tuple[str, str, str, dict[str, Any]]] = []
+def fresh_events(session: Session, events: list[dict[str, Any]],
+                 now: datetime | None = None) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """The events not seen before (in their order), their keys now stored; and how many
+    of each kind were duplicates. The caller's transaction holds the keys: a rollback
+    forgets them with the effects."""
+    duplicates: Counter[str] = Counter()
+    keyed: list[tuple[str, str, dict[str, Any]]] = []
     seen: set[str] = set()
     for event in events:
-        name = str(event.get("event", ""))[:32]
         content = content_key(event)
         key = dedup_key(event, content)
         if key in seen or content in seen:
-            result.by_event[(name, "duplicate")] += 1
+            duplicates[str(event.get("event", ""))[:32]] += 1
             continue
         seen.update((key, content))
-        rows.append((key, content, name, event))
-    if not rows:
-        return result
-    stored = _copy_new(session, rows, now) if is_pg(session) else None
-    if stored is None:
-        stored = _insert_new(session, rows, now)
-    result.stored = len(stored)
-    for key, _content, name, _event in rows:
-        result.by_event[(name, "stored" if key in stored else "duplicate")] += 1
-    return result
+        keyed.append((key, content, event))
+    if not keyed:
+        return [], duplicates
+    stored = _insert_keys(session, [(k, c) for k, c, _e in keyed], now or utcnow())
+    fresh = []
+    for key, _content, event in keyed:
+        if key in stored:
+            fresh.append(event)
+        else:
+            duplicates[str(event.get("event", ""))[:32]] += 1
+    return fresh, duplicates
 
 
-def _insert_new(session: Session, rows: list[tuple[str, str, str, dict[str, Any]]],
-                now: Any) -> set[str]:
-    statement = _insert_ignoring_duplicates(session).returning(EVENTS_TABLE.c.dedup_key)
-    return set(session.execute(statement, [
-        {"dedup_key": key, "content_key": content, "event": name, "payload": event,
-         "received_at": now, "processed_at": None}
-        for key, content, name, event in rows
-    ]).scalars())
-
-
-def _copy_new(session: Session, rows: list[tuple[str, str, str, dict[str, Any]]],
-              now: Any) -> set[str] | None:
-    """PostgreSQL: look the keys up once, `COPY` the new rows; their dedup keys. None when
-    a concurrent request stored some of them first (nothing written here then)."""
-    table = EVENTS_TABLE
-    try:
-        known = set(session.scalars(select(table.c.dedup_key).where(
-            one_of(session, table.c.dedup_key, [r[0] for r in rows]))))
-        known_contents = set(session.scalars(select(table.c.content_key).where(
-            one_of(session, table.c.content_key, [r[1] for r in rows]))))
-    except ValueError:  # an sg_event_id holding the list separator: the portable way
-        return None
-    fresh = [r for r in rows if r[0] not in known and r[1] not in known_contents]
-    if not fresh:
-        return set()
-    savepoint = session.begin_nested()
-    try:
-        cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
-        with cursor.copy(COPY_EVENTS) as copy:
-            for key, content, name, event in fresh:
-                copy.write_row((key, content, name, _payload_text(event), now))
-    except UniqueViolation:
-        savepoint.rollback()
-        log.info("webhook batch raced another request; storing it with ON CONFLICT")
-        return None
-    except IntegrityError:  # pragma: no cover - the same, if wrapped by SQLAlchemy
-        savepoint.rollback()
-        return None
-    savepoint.commit()
-    return {r[0] for r in fresh}
+def _insert_keys(session: Session, keys: list[tuple[str, str]], now: datetime) -> set[str]:
+    """Insert the (dedup key, content key) pairs; the dedup keys that were new."""
+    if is_pg(session):
+        return set(session.scalars(INSERT_KEYS_PG, {
+            "keys": pg_column([k for k, _c in keys]), "contents": pg_column([c for _k, c in keys]),
+            "sep": SEP, "count": len(keys), "now": now}).all())
+    statement = sqlite_insert(KEYS_TABLE).on_conflict_do_nothing().returning(
+        KEYS_TABLE.c.dedup_key)
+    return set(session.scalars(statement, [
+        {"dedup_key": k, "content_key": c, "received_at": now} for k, c in keys]))

@@ -54,7 +54,7 @@ def test_bounces_for_a_tenth_of_the_first_thousand_pause_the_campaign(
     deliver(post_events, sent, range(1000))
     bounces = [event("bounce", sent, i, type="bounce", status="5.1.1",
                      reason="550 5.1.1 No such user") for i in range(0, 1000, 10)]
-    assert post_events(bounces).json["stored"] == 100
+    assert post_events(bounces).json == {"received": 100, "queued": 100}
     run_jobs()
 
     shown = status(client, api_token, sent.campaign_id)
@@ -77,7 +77,7 @@ def test_bounces_for_a_tenth_of_the_first_thousand_pause_the_campaign(
     shown = status(client, api_token, sent.campaign_id)
     assert shown["status"] == "sending" and shown["paused_reason"] is None
     # The same bounces posted again (SendGrid retrying) change nothing.
-    assert post_events(bounces).json["stored"] == 0
+    assert post_events(bounces).status_code == 200
     run_jobs()
     assert status(client, api_token, sent.campaign_id)["status"] == "sending"
 

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from service import db
-from service.models import WebhookEvent
+from service.models import WebhookBatch, WebhookEventKey
 
 from .events import event
 
@@ -16,10 +16,9 @@ from .events import event
 def test_an_id_that_is_not_one(post_events, run_jobs, value):
     answer = post_events([event("bounce", campaign_id=value, subscriber_id=value,
                                 reason="550 no such user")])
-    assert answer.status_code == 200 and answer.json["stored"] == 1
+    assert answer.status_code == 200 and answer.json["queued"] == 1
     run_jobs()
     session = db.session()
     session.expire_all()
-    waiting = select(func.count()).select_from(WebhookEvent).where(
-        WebhookEvent.processed_at.is_(None))
-    assert session.scalar(waiting) == 0
+    assert session.scalar(select(func.count()).select_from(WebhookBatch)) == 0
+    assert session.scalar(select(func.count()).select_from(WebhookEventKey)) == 1

@@ -10,11 +10,11 @@ from collections.abc import Iterator
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from service import db
 from service.mail.base import OutgoingMail, Personalization
-from service.models import Delivery, Subscriber, SubscriberStatus, WebhookEvent
+from service.models import Delivery, Subscriber, SubscriberStatus, WebhookBatch
 from service.subscribers import is_suppressed
 from service.webhooks.stats import campaign_stats
 from tests.support import serving
@@ -22,7 +22,7 @@ from tests.support import serving
 LIVE_PORT = 18310
 
 
-def test_live_server_takes_signed_batches(make_app, signer, sent_campaign):
+def test_live_server_takes_signed_batches(make_app, signer, sent_campaign, backend):
     """The exact bytes on the wire are what is verified (CRLF at the end included)."""
     from .events import event, json_body
 
@@ -41,7 +41,11 @@ def test_live_server_takes_signed_batches(make_app, signer, sent_campaign):
             answers.append((response.status, json.loads(response.read())))
             conn.close()
         assert [status for status, _ in answers] == [200, 403, 200]
-        assert answers[0][1]["stored"] == 3 and answers[2][1]["duplicates"] == 3
+        assert answers[0][1] == {"received": 3, "queued": 3}
+        if backend == "postgres":  # no worker yet: the same body still waits
+            assert answers[2][1] == {"received": 3, "queued": 0}
+        else:  # the in-process worker may have applied it already: stored again, or not
+            assert answers[2][1]["received"] == 3
         run_jobs_of(app)
         db.session().rollback()
         figures = campaign_stats(db.session(), sent.campaign_id)
@@ -91,8 +95,7 @@ def test_sink_posts_signed_events_back(live_loop, sent_campaign):
     app.extensions["mail_transport"].send(mail)
     sink.flush_events()
     deadline = time.monotonic() + 20
-    count = select(func.count()).select_from(WebhookEvent).where(WebhookEvent.event == "open")
-    while time.monotonic() < deadline and (db.session().scalar(count) or 0) < 3:
+    while time.monotonic() < deadline and waiting("open") < 3:
         db.session().rollback()  # end the read transaction: a new snapshot next time
         time.sleep(0.1)
     run_jobs_of(app)
@@ -105,10 +108,15 @@ def test_sink_posts_signed_events_back(live_loop, sent_campaign):
     assert set(statuses) == {"open"}
 
 
+def waiting(name: str) -> int:
+    """Events of that kind in the stored batches the job has not applied yet."""
+    bodies = db.session().scalars(select(WebhookBatch.body))
+    return sum(1 for body in bodies for e in json.loads(body) if e.get("event") == name)
+
+
 def wait_for_events(name: str, n: int) -> None:
-    count = select(func.count()).select_from(WebhookEvent).where(WebhookEvent.event == name)
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and (db.session().scalar(count) or 0) < n:
+    while time.monotonic() < deadline and waiting(name) < n:
         db.session().rollback()
         time.sleep(0.1)
     db.session().rollback()

@@ -1,0 +1,103 @@
+"""Event Webhook requests are stored whole (`webhook_batches`) and applied by a job;
+`webhook_event_keys` keeps only the two deduplication keys of each event applied and
+replaces `webhook_events`.
+
+Events still waiting in `webhook_events` move into batches (in their order) so the job
+applies them; the keys of applied events move over; their payloads (which held
+addresses) are dropped.
+
+Revision ID: 1900
+Revises: 1200
+"""
+
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from alembic import op
+
+import service.db
+
+revision: str = "1900"
+down_revision: str | None = "1200"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+CHUNK = 5000
+
+
+def _at(name: str) -> sa.Column:  # type: ignore[type-arg]
+    return sa.Column(name, service.db.UTCDateTime(timezone=True), nullable=False)
+
+
+def upgrade() -> None:
+    batches = op.create_table(
+        "webhook_batches",
+        sa.Column("id", BIG_ID, nullable=False),
+        sa.Column("body_hash", sa.String(64), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("events", sa.Integer(), nullable=False),
+        _at("received_at"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_batches")),
+        sa.UniqueConstraint("body_hash", name=op.f("uq_webhook_batches_body_hash")),
+    )
+    op.create_table(
+        "webhook_event_keys",
+        sa.Column("dedup_key", sa.String(100), nullable=False),
+        sa.Column("content_key", sa.String(64), nullable=False),
+        _at("received_at"),
+        sa.PrimaryKeyConstraint("dedup_key", name=op.f("pk_webhook_event_keys")),
+        sa.UniqueConstraint("content_key", name=op.f("uq_webhook_event_keys_content_key")),
+    )
+    _move_pending_events(batches)
+    op.execute("INSERT INTO webhook_event_keys (dedup_key, content_key, received_at) "
+               "SELECT dedup_key, content_key, received_at FROM webhook_events")
+    op.drop_table("webhook_events")
+
+
+def _move_pending_events(batches: sa.Table) -> None:
+    """Unapplied events become batches of up to CHUNK, oldest first; their rows go, so
+    their keys are new to the job."""
+    bind = op.get_bind()
+    while True:
+        rows = bind.execute(sa.text(
+            "SELECT id, CAST(payload AS TEXT) FROM webhook_events "
+            "WHERE processed_at IS NULL ORDER BY id LIMIT :n"), {"n": CHUNK}).all()
+        if not rows:
+            return
+        body = "[" + ",".join(payload for _id, payload in rows) + "]"
+        bind.execute(batches.insert().values(
+            body_hash=hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest(),
+            body=body, events=len(rows), received_at=datetime.now(UTC)))
+        bind.execute(sa.text("DELETE FROM webhook_events WHERE id IN :ids")
+                     .bindparams(sa.bindparam("ids", expanding=True)),
+                     {"ids": [row[0] for row in rows]})
+
+
+def downgrade() -> None:
+    waiting = op.get_bind().execute(sa.text("SELECT count(*) FROM webhook_batches")).scalar()
+    if waiting:
+        raise RuntimeError(
+            f"{waiting} Event Webhook batches are not applied yet: run a worker until "
+            "webhook_batches is empty, then downgrade")
+    op.create_table(
+        "webhook_events",
+        sa.Column("id", BIG_ID, nullable=False),
+        sa.Column("dedup_key", sa.String(100), nullable=False),
+        sa.Column("content_key", sa.String(64), nullable=False),
+        sa.Column("event", sa.String(32), nullable=False),
+        sa.Column("payload", sa.JSON(), nullable=False),
+        _at("received_at"),
+        sa.Column("processed_at", service.db.UTCDateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_events")),
+        sa.UniqueConstraint("content_key", name=op.f("uq_webhook_events_content_key")),
+        sa.UniqueConstraint("dedup_key", name=op.f("uq_webhook_events_dedup_key")),
+    )
+    op.create_index("ix_webhook_events_processed_at", "webhook_events", ["processed_at", "id"])
+    op.execute("INSERT INTO webhook_events (dedup_key, content_key, event, payload, "
+               "received_at, processed_at) SELECT dedup_key, content_key, '', '{}', "
+               "received_at, received_at FROM webhook_event_keys")
+    op.drop_table("webhook_event_keys")
+    op.drop_table("webhook_batches")
