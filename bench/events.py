@@ -34,6 +34,8 @@ load average before and after (the machine may be shared). Exit status 1 when a 
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import io
 import os
 import secrets
@@ -115,9 +117,15 @@ def events_of(n: int, campaign_id: int, salt: str) -> Iterator[dict[str, Any]]:
     t0 = int(time.time()) - 3 * 3600
     cid = str(campaign_id)
 
+    def event_id(kind: str, i: int) -> str:
+        # SendGrid's ids are base64 of "<event>-0-<number>-<random>-0": random after the
+        # event's name, so the unique index takes them all over (as it would in production).
+        noise = hashlib.md5(f"{salt}{i}".encode()).hexdigest()[:22]
+        return base64.b64encode(f"{kind}-0-{i}-{noise}-0".encode()).decode()
+
     def base(kind: str, i: int, at: int) -> dict[str, Any]:
         return {"email": f"reader{i}@example{i % 97}.org", "timestamp": at, "event": kind,
-                "sg_event_id": f"{kind[:2]}{salt}{i:010d}", "sg_message_id":
+                "sg_event_id": event_id(kind, i), "sg_message_id":
                 f"m{i}.filterdrecv-5645d9c87f-9hvqp-1-5F9A2B3C-4.0",
                 "smtp-id": f"<m{i}@ismtpd0001p1iad2.sendgrid.net>", "category": ["newsletter"],
                 "campaign_id": cid, "subscriber_id": str(i)}
@@ -333,6 +341,7 @@ def main() -> int:  # noqa: PLR0915 - one run, step by step
     sigterm_exits()
     require_free_port(args.port)
 
+    import orjson
     from sqlalchemy import create_engine, func, select
     from sqlalchemy.orm import Session
 
@@ -393,7 +402,10 @@ def main() -> int:  # noqa: PLR0915 - one run, step by step
 
             # Idempotency: the same batches again, and re-sent with new sg_event_ids.
             def new_ids(body: bytes) -> bytes:
-                return body.replace(salt.encode(), b"zz" + salt[2:].encode())
+                events = orjson.loads(body)
+                for e in events:
+                    e["sg_event_id"] = "re" + e["sg_event_id"]
+                return orjson.dumps(events) + b"\r\n"
 
             post_all(paths[:2], key, 1)
             post_all(paths[-2:], key, 1, rewrite=new_ids)

@@ -571,7 +571,7 @@ class WebhookEventKey(Base):
     __tablename__ = "webhook_event_keys"
 
     dedup_key: Mapped[str] = mapped_column(String(100), primary_key=True)
-    content_key: Mapped[str] = mapped_column(String(64), unique=True)
+    content_key: Mapped[str] = mapped_column(String(80), unique=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -43,10 +43,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_batches")),
         sa.UniqueConstraint("body_hash", name=op.f("uq_webhook_batches_body_hash")),
     )
+    _compress_quickly("webhook_batches", "body")
     op.create_table(
         "webhook_event_keys",
         sa.Column("dedup_key", sa.String(100), nullable=False),
-        sa.Column("content_key", sa.String(64), nullable=False),
+        sa.Column("content_key", sa.String(80), nullable=False),
         _at("received_at"),
         sa.PrimaryKeyConstraint("dedup_key", name=op.f("pk_webhook_event_keys")),
         sa.UniqueConstraint("content_key", name=op.f("uq_webhook_event_keys_content_key")),
@@ -55,6 +56,20 @@ def upgrade() -> None:
     op.execute("INSERT INTO webhook_event_keys (dedup_key, content_key, received_at) "
                "SELECT dedup_key, content_key, received_at FROM webhook_events")
     op.drop_table("webhook_events")
+
+
+def _compress_quickly(table: str, column: str) -> None:
+    """PostgreSQL: compress the column with lz4 where the server has it. A batch body
+    (~1.6 MB for 5,000 events) lives seconds: the default pglz took 13 ms to store one,
+    lz4 6 ms (and both ~1/16 of the size)."""
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql":
+        return
+    has_lz4 = bind.execute(sa.text(
+        "SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
+        "WHERE name = 'default_toast_compression'")).scalar()
+    if has_lz4:
+        op.execute(f"ALTER TABLE {table} ALTER COLUMN {column} SET COMPRESSION lz4")
 
 
 def _move_pending_events(batches: sa.Table) -> None:

@@ -78,7 +78,7 @@ from .ingest import fresh_events, load_batch
 
 log = logging.getLogger(__name__)
 
-CHUNK = 5000
+CHUNK = 20000
 # A failed run (e.g. two workers suppressing the same address at once) is retried; its
 # rows stay pending until then.
 PROCESS_RETRY = (10, 60, 300, 1800)
@@ -108,6 +108,7 @@ class ParsedEvent(NamedTuple):
     campaign_id: int | None
     subscriber_id: int | None
     at: datetime
+    hour: datetime  # `at` to the hour: the statistics' bucket
     email: str
     payload: dict[str, Any]
 
@@ -120,9 +121,11 @@ class ParsedEvent(NamedTuple):
 
 def _int_or_none(value: Any) -> int | None:
     """A row id from an event (a number, or digits as text), or None if it is not one."""
+    if type(value) is str:  # custom args arrive as text: the common case first
+        return parse_id(value.strip())
     if isinstance(value, int) and not isinstance(value, bool):
         return value if 0 < value <= MAX_ID else None
-    return parse_id(value.strip()) if isinstance(value, str) else None
+    return None
 
 
 @functools.lru_cache(maxsize=65536)
@@ -135,14 +138,17 @@ def _moment(timestamp: int) -> datetime:
 def parse(payload: dict[str, Any], received_at: datetime) -> ParsedEvent:
     timestamp = payload.get("timestamp")
     try:
-        at = _moment(int(timestamp)) if timestamp is not None else received_at
+        second = int(timestamp) if timestamp is not None else None
+        at = _moment(second) if second is not None else received_at
+        hour = _moment(second - second % 3600) if second is not None else _hour(at)
     except (TypeError, ValueError, OverflowError, OSError):
-        at = received_at
+        at, hour = received_at, _hour(received_at)
     return ParsedEvent(
         name=str(payload.get("event", ""))[:32],
         campaign_id=_int_or_none(payload.get("campaign_id")),
         subscriber_id=_int_or_none(payload.get("subscriber_id")),
         at=at,
+        hour=hour,
         email=str(payload.get("email", ""))[:254],
         payload=payload,
     )
@@ -287,7 +293,7 @@ def _count_statistics(session: Session, events: list[ParsedEvent],
     delivered: Counter[tuple[int, int]] = Counter()
     for e in events:
         assert e.campaign_id is not None
-        buckets[(e.campaign_id, _hour(e.at), e.name)] += 1
+        buckets[(e.campaign_id, e.hour, e.name)] += 1
         name = e.name
         if name in UNIQUE_EVENTS:
             uniques.add((e.campaign_id, name, _recipient(e)))

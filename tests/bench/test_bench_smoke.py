@@ -107,6 +107,6 @@ def test_audience_bench_small():
 
 def test_events_bench_small():
     out = run_bench("events", "events.py", "1000", "--batch", "1000", "--port", "18354")
-    assert "reference: COPY of the same 2,361 rows" in out, out
+    assert "reference: COPY of the same 3 batches (2,361 events)" in out, out
     assert "ingestion: 2,361 events" in out and "end to end" in out, out
     assert "checks=ok" in out, out

@@ -9,7 +9,8 @@ import json
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, TextClause, create_engine, text
+from sqlalchemy.orm import Session
 
 from service import PROJECT_ROOT
 from service.webhooks.ingest import content_key, dedup_key, fresh_events, load_batch
@@ -32,9 +33,18 @@ def test_pending_events_become_batches_and_keys_stay(empty_database: str) -> Non
     insert = text(
         "INSERT INTO webhook_events (dedup_key, content_key, event, payload, received_at,"
         " processed_at) VALUES (:d, :c, 'open', :p, CURRENT_TIMESTAMP, :done)")
+    try:
+        _upgrade_and_check(cfg, engine, insert, applied, pending)
+    finally:
+        engine.dispose()
+
+
+def _upgrade_and_check(cfg: Config, engine: Engine, insert: TextClause,
+                       applied: list[dict[str, object]], pending: list[dict[str, object]]
+                       ) -> None:
     with engine.begin() as conn:
-        conn.execute(insert, [
-            {"d": dedup_key(e, content_key(e)), "c": content_key(e), "p": json.dumps(e),
+        conn.execute(insert, [  # content keys as that revision made them: the bare digest
+            {"d": dedup_key(e, content_key(e)), "c": content_key(e)[-64:], "p": json.dumps(e),
              "done": "2026-01-01 00:00:00" if e in applied else None}
             for e in applied + pending])
     command.upgrade(cfg, "1900")
@@ -47,8 +57,6 @@ def test_pending_events_become_batches_and_keys_stay(empty_database: str) -> Non
     assert keys == 3
     with pytest.raises(RuntimeError, match="not applied yet"):
         command.downgrade(cfg, "1200")
-    from sqlalchemy.orm import Session
-
     with Session(engine) as session:
         fresh, duplicates = fresh_events(session, applied + pending[:1])
         assert fresh == pending[:1] and duplicates == {"open": 3}
@@ -60,4 +68,3 @@ def test_pending_events_become_batches_and_keys_stay(empty_database: str) -> Non
         assert conn.execute(text(
             "SELECT count(*) FROM webhook_events WHERE processed_at IS NOT NULL")).scalar() == 3
     command.upgrade(cfg, "head")
-    engine.dispose()
