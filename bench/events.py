@@ -52,7 +52,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.harness import (  # noqa: E402
     PYTHON,
     Processes,
+    cpu_seconds,
+    descendants,
     load,
+    postgres_pids,
     redis_database,
     require_free_port,
     scratch_database,
@@ -342,7 +345,7 @@ def main() -> int:  # noqa: PLR0915 - one run, step by step
     require_free_port(args.port)
 
     import orjson
-    from sqlalchemy import create_engine, func, select
+    from sqlalchemy import create_engine, func, select, text
     from sqlalchemy.orm import Session
 
     from sendgrid_sink.signing import new_private_key, public_key_b64
@@ -390,13 +393,22 @@ def main() -> int:  # noqa: PLR0915 - one run, step by step
             for k, name in enumerate(names):
                 procs.start(f"worker{k}", [PYTHON, "worker.py", "--name", name], env)
             registered = wait_registered(redis_url, names)
+            workers = [p for k in range(args.workers) for p in descendants(procs.procs[1 + k].pid)]
+            database = postgres_pids()
+            cpu_before = cpu_seconds(workers), cpu_seconds(database)
             wait_applied(engine, procs, args.workers, total, args.timeout)
             done = time.perf_counter()
+            worker_cpu = cpu_seconds(workers) - cpu_before[0]
+            database_cpu = cpu_seconds(database) - cpu_before[1]
             apply_s = done - registered
             end_to_end = total / (ingest_s + apply_s)
             print(f"applying: {apply_s:.2f} s from the workers' registration, "
                   f"{total / apply_s:,.0f} events/s ({done - started:.2f} s from their start, "
                   f"{total / (done - started):,.0f} events/s; load {load()})")
+            print(f"CPU while applying: workers {worker_cpu:.1f} s ({worker_cpu / apply_s:.2f} "
+                  f"cores, {worker_cpu / total * 1e6:.1f} µs per event), PostgreSQL "
+                  f"{database_cpu:.1f} s ({database_cpu / apply_s:.2f} cores, "
+                  f"{database_cpu / total * 1e6:.1f} µs per event)")
             print(f"end to end (posted and applied): {ingest_s + apply_s:.2f} s, "
                   f"{end_to_end:,.0f} events/s")
 
@@ -459,6 +471,10 @@ def main() -> int:  # noqa: PLR0915 - one run, step by step
                     print(f"CHECK FAILED: delivery statuses {statuses}")
                     ok = False
             with engine.connect() as conn:
+                keys_bytes = conn.execute(text(
+                    "SELECT pg_total_relation_size('webhook_event_keys')")).scalar_one()
+                print(f"deduplication keys on disk: {keys_bytes / 2**20:,.0f} MiB, "
+                      f"{keys_bytes / total:.0f} bytes per event")
                 if applied_and_waiting(conn) != (total, 0):
                     print("CHECK FAILED: the duplicates changed the stored events")
                     ok = False

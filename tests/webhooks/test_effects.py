@@ -81,6 +81,19 @@ def test_the_same_body_posted_again_while_it_waits_is_queued_once(
     assert stats(sent)["delivered"] == 1 and stats(sent)["opens"] == 1
 
 
+def test_applied_events_leave_no_address_behind(post_events, run_jobs, sent_campaign):
+    sent = sent_campaign(1)
+    post_events([event("delivered", sent), event("open", sent), event("bounce", sent)])
+    run_jobs()
+    session = db.session()
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(WebhookBatch)) == 0
+    kept = [value for row in session.execute(select(WebhookEventKey)).tuples()
+            for value in row]
+    assert len(kept) == 3 * 3  # three events: two keys and a time each
+    assert not any(sent.emails[0].split("@")[0] in str(value) for value in kept)
+
+
 def test_processing_is_idempotent(post_events, run_jobs, sent_campaign):
     sent = sent_campaign(1)
     post_events([event("delivered", sent), event("click", sent, url="https://x.example/a"),
