@@ -321,6 +321,8 @@ def main() -> int:
                     "SELECT count(DISTINCT subscriber_id), count(*), "
                     "(SELECT count(*) FROM batches WHERE campaign_id = :c AND status = 'done') "
                     "FROM deliveries WHERE campaign_id = :c"), {"c": campaign_id}).one()
+                ledger_bytes = conn.execute(text(
+                    "SELECT pg_total_relation_size('deliveries')")).scalar_one()
             engine.dispose()
             accepted = stats["personalizations"] - before_stats["personalizations"]
 
@@ -363,6 +365,9 @@ def main() -> int:
             exact = (ledger["total"] == ledger["sent"] == args.n == rows == distinct == accepted
                      and ledger["failed"] == ledger["skipped"] == 0)
             print("every recipient sent exactly once" if exact else "LEDGER MISMATCH")
+            print(f"ledger on disk (deliveries: table, indexes, TOAST): "
+                  f"{ledger_bytes / 2**20:,.0f} MiB, {ledger_bytes / max(1, rows):.0f} bytes per "
+                  f"recipient")
             ok = ok and exact
         finally:
             if sampler is not None:

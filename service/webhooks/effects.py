@@ -224,12 +224,15 @@ def apply_events(session: Session, events: list[ParsedEvent],
     known_campaigns = set(campaigns)
     outcomes: Counter[tuple[str, str]] = Counter()
     for_stats = [e for e in events if e.campaign_id in known_campaigns]
-    _count_statistics(session, for_stats, campaigns)
     _advance_deliveries(session, for_stats)
     one_by_one = _apply_in_bulk(session, settings, events, known_campaigns, outcomes)
     for event in one_by_one:
         outcome = _apply_to_subscriber(session, settings, event, known_campaigns)
         outcomes[(event.name, outcome)] += 1
+    # Last, so the counter rows every worker updates (a campaign's hourly counts and
+    # breakdowns) stay locked only until the commit that follows: taken first, they made
+    # a second worker wait out the whole of the first one's chunk.
+    _count_statistics(session, for_stats, campaigns)
     if after_chunk is not None:
         watched = {e.campaign_id for e in for_stats if e.name in BREAKER_EVENTS}
         if watched:

@@ -88,10 +88,11 @@ def test_priority_bench_small():
 
 @pytest.mark.timeout(300)
 def test_signup_during_campaign_bench_small():
-    # A slow sink (0.5 s a request) keeps a 20-batch campaign sending through the phase.
-    out = run_bench("signup", "signup.py", "--during-campaign", "--requests", "100",
+    # A slow sink (0.2 s a request) keeps a 20-batch campaign sending through the phase;
+    # the idle phase's confirmations go first (their queue does), so each one costs 0.1 s.
+    out = run_bench("signup", "signup.py", "--during-campaign", "--requests", "50",
                     "--clients", "4", "--workers", "2", "--campaign-size", "20000",
-                    "--sink-slow-ms", "500", "--niceness", "5", "--port", "18356",
+                    "--sink-slow-ms", "200", "--niceness", "5", "--port", "18356",
                     timeout=240)
     assert "campaign: POST signups" in out and "idle: POST signups" in out, out
     assert "signups during / idle" in out and "still sending" in out, out
