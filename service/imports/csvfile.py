@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, BinaryIO
 
 from ..fields import (
+    ATTRIBUTE_KEY_MAX,
     ATTRIBUTE_MAX,
     ATTRIBUTES_MAX,
     NAME_MAX,
@@ -245,7 +246,7 @@ class ColumnMap:
             if target is not None:
                 self.fields[target] = index
             else:
-                self.attributes.append((index, name[:100]))
+                self.attributes.append((index, _attribute_name(name, index)))
         if "email" not in self.fields:
             found = ", ".join(f'"{h.strip()}"' for h in self.header[:20])
             raise FileError(
@@ -286,6 +287,17 @@ class Problem:
 
 class _Bad(ValueError):
     pass
+
+
+def _attribute_name(header: str, index: int) -> str:
+    """A column kept as an attribute: its header is the key, under the rules of keys set
+    by staff (no control or direction characters, at most ATTRIBUTE_KEY_MAX). A refused
+    header is named by its position: its text is what cannot be shown."""
+    try:
+        return clean_text(header[:ATTRIBUTE_KEY_MAX], f"column {index + 1}'s header",
+                          ATTRIBUTE_KEY_MAX)
+    except FieldError as exc:
+        raise FileError(f"The {_reason(exc)}: it cannot name an attribute.") from None
 
 
 def _reason(error: FieldError) -> str:
@@ -395,6 +407,11 @@ def _row(line: int, email: str, cells: list[str], get: dict[str, int],
         postal = normalise_postal_code(
             clean_text(cells[get["postal_code"]], "postal code", POSTAL_MAX))
         tags = split_tags(cells[get["tags"]]) if cells[get["tags"]] else []
+        extra: dict[str, str] = {}
+        for index, name in attributes:  # the same rules as attributes set by staff
+            value = clean_text(cells[index], name, ATTRIBUTE_MAX)
+            if value:
+                extra[name] = value
     except FieldError as exc:
         raise _Bad(_reason(exc)) from None
     place = place_for(postal) if postal else NOWHERE
@@ -403,12 +420,5 @@ def _row(line: int, email: str, cells: list[str], get: dict[str, int],
         given = cells[get["state"]].strip().upper()
         state = given if _STATE.fullmatch(given) else ""
     locale = _language(cells[get["language"]])
-    extra: dict[str, str] = {}
-    for index, name in attributes:
-        value = cells[index].strip()
-        if value:
-            if len(value) > ATTRIBUTE_MAX:
-                raise _Bad(f"{name} is longer than {ATTRIBUTE_MAX} characters")
-            extra[name] = value
     return Row(line, email, email_key(email), first, last, postal, state, locale, extra,
                place.county, place.timezone, tags)

@@ -124,3 +124,39 @@ def test_confirmed_needs_a_note_and_the_list_must_exist(app, tmp_path):
                                        "--confirmed").output
     unknown = run_cli(app, "import", str(path), "--list", "nope")
     assert unknown.exit_code == 1 and "No list 'nope'" in unknown.output
+
+
+def test_attribute_cells_and_headers_follow_the_attribute_rules(app, tmp_path):
+    """What staff cannot set through the API cannot arrive by import either: a cell with a
+    line break or a direction override is refused (its row reported, nothing stored), and
+    a header holding one refuses the file before anything is read."""
+    rows = [
+        ["ok@example.org", "Ok", "", "", "", "2019  and   on"],
+        ["newline@example.org", "New", "", "", "", "line one\nline two"],
+        ["bidi@example.org", "Bidi", "", "", "", "\u202egnp.exe"],
+        ["long@example.org", "Long", "", "", "", "x" * 1001],
+    ]
+    path = write_csv(tmp_path / "attrs.csv", rows)
+    report = tmp_path / "problems.csv"
+    result = run_cli(app, "import", str(path), "--list", "newsletter", "--confirmed",
+                     "--consent-note", NOTE, "--report", str(report))
+    assert result.exit_code == 0, result.output
+    assert "4 rows: 1 created, 0 updated, 0 skipped, 0 refused, 3 invalid" in result.output
+    ok = db.session().scalars(select(Subscriber)).one()
+    assert ok.email == "ok@example.org" and ok.attributes == {"Member Since": "2019 and on"}
+    with report.open(newline="", encoding="utf-8") as f:
+        reasons = {p["email"]: p["reason"] for p in csv.DictReader(f)}
+    assert reasons["newline@example.org"] == (
+        "Member Since contains a line break or a control character")
+    assert reasons["bidi@example.org"] == (
+        "Member Since contains a character that changes the direction of text")
+    assert reasons["long@example.org"] == "Member Since is longer than 1000 characters"
+
+    header = ["email", "first_name", "Chapter\u202e"]
+    bad = write_csv(tmp_path / "header.csv", [["a@example.org", "A", "North"]], header=header)
+    refused = run_cli(app, "import", str(bad), "--list", "newsletter", "--confirmed",
+                      "--consent-note", NOTE)
+    assert refused.exit_code != 0
+    assert ("column 3's header contains a character that changes the direction of text"
+            in refused.output)
+    assert count(Subscriber) == 1
