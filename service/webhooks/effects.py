@@ -173,7 +173,7 @@ def process_pending_events(session: Session, after_chunk: ChunkHook | None = Non
     session.expire_all()  # reload whatever this thread's session may hold from before
     total = 0
     while True:
-        claimed = _claim_batches(session)
+        claimed = claim_batches(session)
         if not claimed:
             session.commit()
             return total
@@ -194,7 +194,7 @@ def process_pending_events(session: Session, after_chunk: ChunkHook | None = Non
         total += len(events)
 
 
-def _claim_batches(session: Session) -> list[Any]:
+def claim_batches(session: Session) -> list[Any]:
     """Lock the oldest waiting batches no other worker holds, about CHUNK events' worth
     (at least one): their (id, body, received_at), oldest first.
 

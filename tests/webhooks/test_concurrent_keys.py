@@ -51,3 +51,23 @@ def test_the_same_events_in_two_transactions_at_once(app, first_commits):
         assert fresh == own + shared and not duplicates
     db.session().expire_all()
     assert db.session().scalar(select(func.count()).select_from(WebhookEventKey)) == 55
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_a_second_worker_takes_the_next_batch_not_none(app, post_events):
+    """While one worker holds the oldest batch, another claims the next one (it used to
+    compute the same head, find it locked and stop: the workers took turns)."""
+    from service.models import WebhookBatch
+    from service.webhooks.effects import claim_batches
+
+    for _ in range(3):  # two of these make a chunk (20,000 events), three do not
+        assert post_events([event("delivered") for _ in range(8000)]).json["queued"] == 8000
+    first = db.session()
+    held = claim_batches(first)
+    assert len(held) == 2
+    with app.app_context(), db.new_session() as other:
+        taken = claim_batches(other)
+        assert len(taken) == 1 and taken[0][0] not in {row[0] for row in held}
+        other.rollback()
+    first.rollback()
+    assert db.session().scalar(select(func.count()).select_from(WebhookBatch)) == 3
