@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, select, union
+from sqlalchemy import Select, and_, exists, func, literal, select, union
 from sqlalchemy.orm import Session, object_session
 
 from ..models import (
@@ -118,8 +118,14 @@ def _members_left_out(session: Session, list_ids: list[int]) -> int:
             Suppression, func.lower(Suppression.email) == Subscriber.email_key
         ).where(Suppression.email != ""),
     ).subquery()
-    member = exists().where(Subscription.subscriber_id == left_out.c.id, *_in_lists(list_ids))
-    return int(session.scalar(select(func.count()).select_from(left_out).where(member)) or 0)
+    # A scalar subquery with LIMIT is run per left-out person (a probe of the unique
+    # (subscriber_id, list_id) index); an EXISTS would be planned as a hash join over
+    # every member of the lists, which is what this count avoids.
+    member = (select(literal(1)).where(Subscription.subscriber_id == left_out.c.id,
+                                       *_in_lists(list_ids))
+              .limit(1).scalar_subquery())
+    return int(session.scalar(
+        select(func.count()).select_from(left_out).where(member.is_not(None))) or 0)
 
 
 def audience_count(session: Session, campaign: Campaign) -> int:
