@@ -22,12 +22,15 @@ log = logging.getLogger("worker")
 
 def recovery_pass(at_start: bool = False) -> None:
     """What killed workers left: campaign batches, imports, outgoing webhook deliveries
-    (each on its own). `at_start`: every due delivery whose job is not in Redis is lost."""
+    (each on its own); and the Event Webhook's keys older than SendGrid's retries.
+    `at_start`: every due delivery whose job is not in Redis is lost."""
     from service.campaigns.recovery import recover
     from service.imports.recovery import recover_imports
     from service.jobs.outgoing import sweep, sweep_at_start
+    from service.jobs.webhooks import prune_event_keys
 
-    for step in (recover, recover_imports, sweep_at_start if at_start else sweep):
+    for step in (recover, recover_imports, sweep_at_start if at_start else sweep,
+                 prune_event_keys):
         try:
             step()
         except Exception:  # periodic: the next pass tries again

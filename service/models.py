@@ -575,6 +575,9 @@ class WebhookEventKey(Base):
     """
 
     __tablename__ = "webhook_event_keys"
+    # Pruning by age (`ingest.prune_keys`): BRIN on PostgreSQL, as keys come in time order.
+    __table_args__ = (Index("ix_webhook_event_keys_received_at", "received_at",
+                            postgresql_using="brin"),)
 
     dedup_key: Mapped[str] = mapped_column(String(100), primary_key=True)
     content_key: Mapped[str] = mapped_column(String(80), unique=True)

@@ -13,11 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Table, text
+from sqlalchemy import CursorResult, Table, delete, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -40,6 +40,12 @@ INSERT_KEYS_PG = text(
     "string_to_array(:contents, :sep)) WITH ORDINALITY AS t(k, c, n) WHERE n <= :count "
     "ON CONFLICT DO NOTHING RETURNING dedup_key) "
     "SELECT count(*), string_agg(dedup_key, :sep) FROM new")
+
+
+# How long the keys of applied events are kept: SendGrid retries a post for 24 hours, so a
+# re-delivery older than three days cannot come; older keys only make the index bigger.
+KEEP_KEYS = timedelta(hours=72)
+PRUNE_CHUNK = 10_000
 
 
 class MalformedBatch(ValueError):
@@ -172,3 +178,19 @@ def _insert_keys(session: Session, keys: list[tuple[str, str]], now: datetime) -
         KEYS_TABLE.c.dedup_key)
     return set(session.scalars(statement, [
         {"dedup_key": k, "content_key": c, "received_at": now} for k, c in keys]))
+
+
+def prune_keys(session: Session, now: datetime | None = None) -> int:
+    """Delete the keys of events applied more than KEEP_KEYS ago, PRUNE_CHUNK per commit
+    (a worker's recovery pass calls it); how many went."""
+    cutoff = (now or utcnow()) - KEEP_KEYS
+    table = KEYS_TABLE
+    total = 0
+    while True:
+        old = select(table.c.dedup_key).where(table.c.received_at < cutoff).limit(PRUNE_CHUNK)
+        result = session.execute(delete(table).where(table.c.dedup_key.in_(old)))
+        gone = cast(CursorResult[Any], result).rowcount
+        session.commit()
+        total += gone
+        if gone < PRUNE_CHUNK:
+            return total

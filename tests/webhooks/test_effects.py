@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from service import db
+from service.db import utcnow
 from service.jobs.webhooks import process_events
 from service.models import (
     ConsentRecord,
@@ -291,3 +292,29 @@ def test_a_bounce_of_type_blocked_is_soft(post_events, run_jobs, sent_campaign):
     assert not is_suppressed(db.session(), sent.emails[0])
     assert fresh(Subscriber, sent.subscriber_ids[0]).status == SubscriberStatus.active
     assert db.session().scalars(select(SoftBounce)).one().reason == "421 rate limited"
+
+
+def test_keys_older_than_sendgrid_s_retries_are_pruned(post_events, run_jobs, sent_campaign):
+    from datetime import timedelta
+
+    from service.webhooks.ingest import KEEP_KEYS, prune_keys
+
+    sent = sent_campaign(1)
+    old, recent = event("delivered", sent), event("open", sent)
+    post_events([old, recent])
+    run_jobs()
+    session = db.session()
+    session.execute(update(WebhookEventKey).where(
+        WebhookEventKey.dedup_key == f"id:{old['sg_event_id']}")
+        .values(received_at=utcnow() - KEEP_KEYS - timedelta(minutes=1)))
+    session.commit()
+    import worker
+
+    worker.recovery_pass()  # a worker's periodic pass prunes
+    session.expire_all()
+    kept = session.scalars(select(WebhookEventKey.dedup_key)).all()
+    assert kept == [f"id:{recent['sg_event_id']}"]
+    assert prune_keys(session) == 0
+    post_events([recent])  # still within the window: still a duplicate
+    run_jobs()
+    assert stats(sent)["opens"] == 1
