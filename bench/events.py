@@ -55,6 +55,7 @@ from bench.harness import (  # noqa: E402
     cpu_seconds,
     descendants,
     load,
+    post_json,
     postgres_pids,
     redis_database,
     require_free_port,
@@ -232,10 +233,6 @@ def reference_copy(url: str, paths: list[Path]) -> tuple[float, int]:
 
 def post_all(paths: list[Path], key: Any, clients: int,
              rewrite: Any = None) -> tuple[float, list[dict[str, Any]]]:
-    import http.client
-
-    import orjson
-
     from sendgrid_sink.signing import signature_headers
 
     def post(path: Path) -> dict[str, Any]:
@@ -243,16 +240,7 @@ def post_all(paths: list[Path], key: Any, clients: int,
         if rewrite is not None:
             body = rewrite(body)
         headers = {"Content-Type": "application/json", **signature_headers(key, body)}
-        client = http.client.HTTPConnection("127.0.0.1", APP_PORT, timeout=300)
-        try:
-            client.request("POST", "/webhooks/sendgrid", body=body, headers=headers)
-            response = client.getresponse()
-            data = response.read()
-            if response.status != 200:
-                raise RuntimeError(f"{response.status}: {data[:300]!r}")
-            return dict(orjson.loads(data))
-        finally:
-            client.close()
+        return post_json(APP_PORT, "/webhooks/sendgrid", body, headers)
 
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:

@@ -194,6 +194,21 @@ def get_json(port: int, path: str, method: str = "GET") -> Any:
         conn.close()
 
 
+def post_json(port: int, path: str, body: bytes, headers: dict[str, str],
+              timeout: float = 300) -> dict[str, Any]:
+    """POST `body` on a new connection; the JSON answer (RuntimeError unless 200)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("POST", path, body=body, headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{response.status}: {data[:300]!r}")
+        return dict(json.loads(data or b"{}"))
+    finally:
+        conn.close()
+
+
 def descendants(pid: int) -> list[int]:
     """`pid` and every process below it (from /proc/<pid>/task/*/children)."""
     found, todo = [], [pid]

@@ -15,7 +15,6 @@ under the same gunicorn settings on port 18301: the floor set by HTTP + gunicorn
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import secrets
@@ -69,18 +68,11 @@ def make_batches(n_batches: int, per_batch: int) -> list[list[dict[str, Any]]]:
 
 def post_all(port: int, bodies: list[tuple[bytes, dict[str, str]]], clients: int
              ) -> tuple[float, list[dict[str, Any]]]:
+    from bench.harness import post_json
+
     def post(item: tuple[bytes, dict[str, str]]) -> dict[str, Any]:
         body, headers = item
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        try:
-            conn.request("POST", "/webhooks/sendgrid", body=body, headers=headers)
-            response = conn.getresponse()
-            data = response.read()
-            if response.status != 200:
-                raise RuntimeError(f"{response.status}: {data[:200]!r}")
-            return dict(json.loads(data or b"{}"))
-        finally:
-            conn.close()
+        return post_json(port, "/webhooks/sendgrid", body, headers, timeout=120)
 
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:

@@ -18,13 +18,11 @@ from typing import Any, cast
 
 import orjson
 from sqlalchemy import CursorResult, Table, delete, select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from .. import jsonbody
 from ..bulk import SEP, pg_column
-from ..db import is_pg, utcnow
+from ..db import insert_for, is_pg, utcnow
 from ..jsonbody import MAX_DEPTH, TooDeep
 from ..models import WebhookBatch, WebhookEventKey
 
@@ -82,8 +80,7 @@ def store_batch(session: Session, raw_body: bytes, events: list[dict[str, Any]])
     body = raw_body.decode("utf-8")  # parse_events accepted it: it is UTF-8
     values = {"body_hash": hashlib.sha256(raw_body).hexdigest(), "body": body,
               "events": len(events), "received_at": utcnow()}
-    insert = pg_insert if is_pg(session) else sqlite_insert
-    statement = insert(BATCHES_TABLE).on_conflict_do_nothing()
+    statement = insert_for(session, BATCHES_TABLE).on_conflict_do_nothing()
     stored = session.execute(statement.values(**values).returning(BATCHES_TABLE.c.id))
     return stored.first() is not None
 
@@ -174,7 +171,7 @@ def _insert_keys(session: Session, keys: list[tuple[str, str]], now: datetime) -
             "keys": pg_column([k for k, _c in keys]), "contents": pg_column([c for _k, c in keys]),
             "sep": SEP, "count": len(keys), "now": now}).one()
         return set(joined.split(SEP)) if count else set()
-    statement = sqlite_insert(KEYS_TABLE).on_conflict_do_nothing().returning(
+    statement = insert_for(session, KEYS_TABLE).on_conflict_do_nothing().returning(
         KEYS_TABLE.c.dedup_key)
     return set(session.scalars(statement, [
         {"dedup_key": k, "content_key": c, "received_at": now} for k, c in keys]))
