@@ -90,6 +90,24 @@ def by_variant(cid: int) -> dict[int, list[int]]:
     return groups
 
 
+def sent_with_a_test(client: FlaskClient, api_token: Headers, run_jobs: Callable[..., None],
+                     n: int) -> tuple[dict[str, str], int]:
+    """n subscribers and a campaign with the test AB sent to them, its sample out:
+    (the campaigner's headers, the campaign id)."""
+    subscribers(n)
+    staff = api_token("campaigner")
+    cid = create(client, staff, ab_test=AB)["id"]
+    client.post(f"/api/v1/campaigns/{cid}/send", headers=staff)
+    run_jobs()
+    return staff, cid
+
+
+def received_once_each(sink: SinkServer, n: int) -> bool:
+    """The sink holds one mail for each of person0 … person{n-1}, and no other."""
+    return Counter(to(m) for m in sink.messages()) == Counter(
+        f"person{i}@example.com" for i in range(n))
+
+
 def test_the_subject_with_more_opens_goes_to_the_rest_once_each(
     app: Flask, client: FlaskClient, api_token: Headers, run_jobs: Callable[..., None],
     sink: SinkServer, signer: Signer,
@@ -166,8 +184,7 @@ def test_ties_go_to_the_first_subject_and_the_watch_pass_decides_when_the_job_is
     run_jobs()
     data = get(client, staff, cid)
     assert data["ab_test"]["winner"] == 1 and data["status"] == "sent"
-    assert Counter(to(m) for m in sink.messages()) == Counter(
-        f"person{i}@example.com" for i in range(30))
+    assert received_once_each(sink, 30)
     assert {m["subject"] for m in sink.messages()[9:]} == {"Two"}
 
 
@@ -175,11 +192,7 @@ def test_no_events_at_all_is_a_tie_the_first_subject_wins(
     app: Flask, client: FlaskClient, api_token: Headers, run_jobs: Callable[..., None],
     sink: SinkServer,
 ) -> None:
-    subscribers(10)
-    staff = api_token("campaigner")
-    cid = create(client, staff, ab_test=AB)["id"]
-    client.post(f"/api/v1/campaigns/{cid}/send", headers=staff)
-    run_jobs()
+    staff, cid = sent_with_a_test(client, api_token, run_jobs, 10)
     make_due(cid)
     assert recover()["ab_decided"] == 1
     run_jobs()
@@ -221,8 +234,7 @@ def test_staff_decide_early_and_the_refusals(
     run_jobs(due_within=3600)  # the scheduled decision finds it decided
     data = get(client, staff, cid)
     assert data["status"] == "sent" and data["ab_test"]["winner"] == 1
-    assert Counter(to(m) for m in sink.messages()) == Counter(
-        f"person{i}@example.com" for i in range(20))
+    assert received_once_each(sink, 20)
     assert {m["subject"] for m in sink.messages()[10:]} == {"Subject B"}
 
 
@@ -230,11 +242,7 @@ def test_pause_during_the_test_and_the_wait(
     app: Flask, client: FlaskClient, api_token: Headers, run_jobs: Callable[..., None],
     sink: SinkServer, backend: str,
 ) -> None:
-    subscribers(20)
-    staff = api_token("campaigner")
-    cid = create(client, staff, ab_test=AB)["id"]
-    client.post(f"/api/v1/campaigns/{cid}/send", headers=staff)
-    run_jobs()
+    staff, cid = sent_with_a_test(client, api_token, run_jobs, 20)
     assert client.post(f"/api/v1/campaigns/{cid}/pause", headers=staff).status_code == 202
     make_due(cid)
     # Paused: the automatic decision waits for the resume.
@@ -246,8 +254,7 @@ def test_pause_during_the_test_and_the_wait(
     assert watch()["ab_decided"] == 1
     run_jobs()
     assert get(client, staff, cid)["status"] == "sent"
-    assert Counter(to(m) for m in sink.messages()) == Counter(
-        f"person{i}@example.com" for i in range(20))
+    assert received_once_each(sink, 20)
 
     # Paused during the test itself, before the sample went: nothing goes; a staff
     # member may still decide while paused, and the resume sends sample and rest.
@@ -268,19 +275,14 @@ def test_pause_during_the_test_and_the_wait(
     client.post(f"/api/v1/campaigns/{other}/resume", headers=staff)
     run_jobs()
     assert get(client, staff, other)["status"] == "sent"
-    assert Counter(to(m) for m in sink.messages()) == Counter(
-        f"person{i}@example.com" for i in range(20))
+    assert received_once_each(sink, 20)
 
 
 def test_cancel_during_the_wait_sends_nothing_more(
     app: Flask, client: FlaskClient, api_token: Headers, run_jobs: Callable[..., None],
     sink: SinkServer,
 ) -> None:
-    subscribers(20)
-    staff = api_token("campaigner")
-    cid = create(client, staff, ab_test=AB)["id"]
-    client.post(f"/api/v1/campaigns/{cid}/send", headers=staff)
-    run_jobs()
+    staff, cid = sent_with_a_test(client, api_token, run_jobs, 20)
     assert client.post(f"/api/v1/campaigns/{cid}/cancel", headers=staff).status_code == 202
     make_due(cid)
     assert watch()["ab_decided"] == 0
@@ -442,11 +444,7 @@ def test_a_worker_killed_during_the_decision_leaves_exactly_one_mail_each(
            "SENDGRID_API_KEY": "SG.test", "SENDGRID_API_HOST": sink.url,
            "PUBLIC_URL": "http://localhost", "ORG_POSTAL_ADDRESS": "1 Main St",
            "CAMPAIGN_BATCH_SIZE": "5", "CAMPAIGN_LEASE_SECONDS": "2"}
-    subscribers(60)
-    staff = api_token("campaigner")
-    cid = create(client, staff, ab_test=AB)["id"]
-    client.post(f"/api/v1/campaigns/{cid}/send", headers=staff)
-    run_jobs()
+    staff, cid = sent_with_a_test(client, api_token, run_jobs, 60)
     groups = by_variant(cid)
     post_opens(client, signer, cid, groups[1][:3] + groups[0][:1])
     run_jobs()
@@ -507,8 +505,7 @@ def test_a_worker_killed_during_the_decision_leaves_exactly_one_mail_each(
     data = get(client, staff, cid)
     assert data["ab_test"]["status"] == "decided" and data["ab_test"]["winner"] == 1
     assert data["counts"] == {"total": 60, "queued": 0, "sent": 60, "failed": 0, "skipped": 0}
-    assert Counter(to(m) for m in sink.messages()) == Counter(
-        f"person{i}@example.com" for i in range(60))
+    assert received_once_each(sink, 60)
     assert {m["subject"] for m in sink.messages()[30:]} == {"Subject B"}
 
 
@@ -516,11 +513,7 @@ def test_the_command_line_decides_too(
     app: Flask, client: FlaskClient, api_token: Headers, run_jobs: Callable[..., None],
     sink: SinkServer,
 ) -> None:
-    subscribers(10)
-    staff = api_token("campaigner")
-    cid = create(client, staff, ab_test=AB)["id"]
-    client.post(f"/api/v1/campaigns/{cid}/send", headers=staff)
-    run_jobs()
+    staff, cid = sent_with_a_test(client, api_token, run_jobs, 10)
     runner = app.test_cli_runner()
     for args, message in [(["7"], "between 0 and 1"), (["x"], "not a valid integer")]:
         result = runner.invoke(args=["campaigns", "decide", str(cid), *args])
@@ -549,11 +542,7 @@ def test_two_deciders_at_once_decide_once(
     from service.campaigns.abdecide import decide, decide_if_due
     from service.models import AuditRecord
 
-    subscribers(20)
-    staff = api_token("campaigner")
-    cid = create(client, staff, ab_test=AB)["id"]
-    client.post(f"/api/v1/campaigns/{cid}/send", headers=staff)
-    run_jobs()
+    staff, cid = sent_with_a_test(client, api_token, run_jobs, 20)
     make_due(cid)
     engine = create_engine(app.extensions["settings"].database_url)
     results: list[bool] = []
@@ -585,5 +574,4 @@ def test_two_deciders_at_once_decide_once(
     decisions = db.session().scalars(select(AuditRecord.actor).where(
         AuditRecord.action == "campaign.ab_decide")).all()
     assert decisions == ["staff:first"]
-    assert Counter(to(m) for m in sink.messages()) == Counter(
-        f"person{i}@example.com" for i in range(20))
+    assert received_once_each(sink, 20)
