@@ -33,6 +33,18 @@ def backends() -> list[str]:
     return ["sqlite", "postgres"] if (PG_URL and REDIS_URL) else ["sqlite"]
 
 
+def worker_env(app: Flask, sink_url: str = "", **extra: str) -> dict[str, str]:
+    """The environment of a `worker.py` a test starts: the app's database, Redis and queue
+    prefix, the test key, the sink at `sink_url` (if any), and `extra` (variable: value)."""
+    conf = app.extensions["settings"]
+    env = {**os.environ, "DATABASE_URL": conf.database_url, "REDIS_URL": conf.redis_url,
+           "QUEUE_PREFIX": conf.queue_prefix, "SECRET_KEY": TEST_SECRET_KEY,
+           "PUBLIC_URL": "http://localhost", "ORG_POSTAL_ADDRESS": "1 Main St"}
+    if sink_url:
+        env.update(SENDGRID_API_KEY="SG.test", SENDGRID_API_HOST=sink_url)
+    return {**env, **extra}
+
+
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """worker.py in a process group of its own (RQ forks its scheduler into it), so the
     whole group can be signalled; its output is appended to `log`."""

@@ -27,7 +27,7 @@ from service.models import Role
 from service.webhooks.stats import campaign_stats
 from tests.browser import ARTIFACTS, chromium, needs_chromium
 from tests.factories import subscribers, user
-from tests.support import TEST_SECRET_KEY, serving, start_worker
+from tests.support import serving, start_worker, worker_env
 
 from .signin import log_in_page
 
@@ -90,12 +90,10 @@ def live(make_app: Callable[..., Flask], tmp_path: Path) -> Iterator[Live]:
         user("campaigner@example.org", Role.campaigner)
         subscribers(AUDIENCE, locale_es_every=4)
         db.database().scoped.remove()
-    env = {**os.environ, "DATABASE_URL": conf.database_url, "REDIS_URL": conf.redis_url,
-           "QUEUE_PREFIX": conf.queue_prefix, "SECRET_KEY": TEST_SECRET_KEY,
-           "SENDGRID_API_KEY": "SG.test", "SENDGRID_API_HOST": sink.url,
-           "SENDGRID_WEBHOOK_PUBLIC_KEY": sink.public_key_b64, "PUBLIC_URL": url,
-           "ORG_NAME": conf.org_name, "ORG_POSTAL_ADDRESS": conf.org_postal_address,
-           "MAIL_FROM": conf.mail_from, "CAMPAIGN_BATCH_SIZE": "5"}
+    env = worker_env(app, sink.url, SENDGRID_WEBHOOK_PUBLIC_KEY=sink.public_key_b64,
+                     PUBLIC_URL=url, ORG_NAME=conf.org_name,
+                     ORG_POSTAL_ADDRESS=conf.org_postal_address, MAIL_FROM=conf.mail_from,
+                     CAMPAIGN_BATCH_SIZE="5")
     log = tmp_path / "worker.log"
     worker = start_worker(env, log)
     with serving(app, PORT):

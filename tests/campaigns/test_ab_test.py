@@ -28,7 +28,7 @@ from service.campaigns.sending import start_campaign
 from service.db import utcnow
 from service.models import Batch, Campaign, Delivery
 from tests.factories import subscribers
-from tests.support import TEST_SECRET_KEY, start_worker
+from tests.support import start_worker, worker_env
 from tests.webhooks.events import URL, Signer
 
 from .api_calls import create, get, to
@@ -438,12 +438,7 @@ def test_a_worker_killed_during_the_decision_leaves_exactly_one_mail_each(
     and the next worker decides and sends the rest, once each."""
     if backend != "postgres":
         pytest.skip("needs real worker processes on Redis")
-    conf = app.extensions["settings"]
-    env = {**os.environ, "DATABASE_URL": conf.database_url, "REDIS_URL": conf.redis_url,
-           "QUEUE_PREFIX": conf.queue_prefix, "SECRET_KEY": TEST_SECRET_KEY,
-           "SENDGRID_API_KEY": "SG.test", "SENDGRID_API_HOST": sink.url,
-           "PUBLIC_URL": "http://localhost", "ORG_POSTAL_ADDRESS": "1 Main St",
-           "CAMPAIGN_BATCH_SIZE": "5", "CAMPAIGN_LEASE_SECONDS": "2"}
+    env = worker_env(app, sink.url, CAMPAIGN_BATCH_SIZE="5", CAMPAIGN_LEASE_SECONDS="2")
     staff, cid = sent_with_a_test(client, api_token, run_jobs, 60)
     groups = by_variant(cid)
     post_opens(client, signer, cid, groups[1][:3] + groups[0][:1])
@@ -451,7 +446,7 @@ def test_a_worker_killed_during_the_decision_leaves_exactly_one_mail_each(
     assert len(sink.messages()) == 30
     make_due(cid)
     log = tmp_path / "worker.log"
-    engine = create_engine(conf.database_url)
+    engine = create_engine(env["DATABASE_URL"])
     worker: subprocess.Popen[bytes] | None = None
     try:
         with engine.connect() as lock:

@@ -21,7 +21,7 @@ from flask.testing import FlaskClient
 from sendgrid_sink.server import SinkServer
 from service.campaigns import ratecap
 from tests.factories import subscribers
-from tests.support import TEST_SECRET_KEY, start_worker
+from tests.support import start_worker, worker_env
 
 from .api_calls import create, get, to
 
@@ -148,12 +148,7 @@ def workers(app: Flask, backend: str, sink: SinkServer,
     """start(n, **env): n worker.py processes on this test's database and Redis."""
     if backend != "postgres":
         pytest.skip("needs real worker processes on Redis")
-    conf = app.extensions["settings"]
-    base = {**os.environ, "DATABASE_URL": conf.database_url, "REDIS_URL": conf.redis_url,
-            "QUEUE_PREFIX": conf.queue_prefix, "SECRET_KEY": TEST_SECRET_KEY,
-            "SENDGRID_API_KEY": "SG.test", "SENDGRID_API_HOST": sink.url,
-            "PUBLIC_URL": "http://localhost", "ORG_POSTAL_ADDRESS": "1 Main St",
-            "CAMPAIGN_BATCH_SIZE": "8", "CAMPAIGN_LEASE_SECONDS": "5"}
+    base = worker_env(app, sink.url, CAMPAIGN_BATCH_SIZE="8", CAMPAIGN_LEASE_SECONDS="5")
     started: list[subprocess.Popen[bytes]] = []
     log = tmp_path / "workers.log"
 

@@ -21,7 +21,7 @@ from service import db
 from service.campaigns.recovery import recover
 from service.models import Subscriber, Subscription, SubscriptionStatus
 from tests.factories import subscribers
-from tests.support import TEST_SECRET_KEY, start_worker
+from tests.support import start_worker, worker_env
 
 from .api_calls import create, get, to
 
@@ -140,12 +140,7 @@ def test_a_worker_killed_mid_send_loses_no_one(
 ) -> None:
     if backend != "postgres":
         pytest.skip("needs real worker processes on Redis")
-    conf = app.extensions["settings"]
-    env = {**os.environ, "DATABASE_URL": conf.database_url, "REDIS_URL": conf.redis_url,
-           "QUEUE_PREFIX": conf.queue_prefix, "SECRET_KEY": TEST_SECRET_KEY,
-           "SENDGRID_API_KEY": "SG.test", "SENDGRID_API_HOST": sink.url,
-           "PUBLIC_URL": "http://localhost", "ORG_POSTAL_ADDRESS": "1 Main St",
-           "CAMPAIGN_BATCH_SIZE": "5", "CAMPAIGN_LEASE_SECONDS": "2"}
+    env = worker_env(app, sink.url, CAMPAIGN_BATCH_SIZE="5", CAMPAIGN_LEASE_SECONDS="2")
     subscribers(80)  # 16 batches of 5
     staff = api_token("campaigner")
     cid = create(client, staff)["id"]
