@@ -18,7 +18,7 @@ from tests.support import serving
 
 from .signin import log_in_page
 
-PORT = 18531
+PORT = 18549
 
 pytestmark = BROWSER_MODULE
 

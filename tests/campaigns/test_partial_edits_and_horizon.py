@@ -53,7 +53,7 @@ def test_the_openapi_document_requires_nothing_of_a_patch(client: FlaskClient) -
 @pytest.mark.parametrize("when", [
     "9999-12-31T23:59:59Z", "9999-12-31T23:59:59-12:00", "2200-01-01T00:00:00+00:00",
     (datetime.now(UTC) + timedelta(days=366)).isoformat(),
-])
+], ids=["year-9999", "year-9999-west", "year-2200", "a-year-and-a-day"])
 def test_a_send_more_than_a_year_ahead_is_refused(
     app: Flask, client: FlaskClient, api_token: Headers, when: str,
 ) -> None:
