@@ -567,11 +567,12 @@ class WebhookEventKey(Base):
     """The keys of one Event Webhook event already applied: what deduplicates SendGrid's
     re-deliveries (no payload, no address is kept here).
 
-    `dedup_key` is `id:<sg_event_id>` (or `h:<content_key>` when the event has none);
-    `content_key` hashes message id + event + timestamp + address (+ url), because
-    SendGrid sometimes re-sends an event under a new id. Both are unique (two indexes, no
-    surrogate id: a storm inserts millions): an event whose keys are already here is a
-    duplicate and changes nothing.
+    `dedup_key` hashes the event's `sg_event_id` (it is the content key when the event has
+    none); `content_key` hashes message id + event + timestamp + address (+ url), because
+    SendGrid sometimes re-sends an event under a new id. Both are 16 bytes, the event's
+    timestamp first (`ingest.content_key`), and both are unique (two indexes, no surrogate
+    id: a storm inserts millions): an event whose keys are already here is a duplicate and
+    changes nothing.
     """
 
     __tablename__ = "webhook_event_keys"
@@ -579,8 +580,8 @@ class WebhookEventKey(Base):
     __table_args__ = (Index("ix_webhook_event_keys_received_at", "received_at",
                             postgresql_using="brin"),)
 
-    dedup_key: Mapped[str] = mapped_column(String(100), primary_key=True)
-    content_key: Mapped[str] = mapped_column(String(80), unique=True)
+    dedup_key: Mapped[bytes] = mapped_column(LargeBinary(16), primary_key=True)
+    content_key: Mapped[bytes] = mapped_column(LargeBinary(16), unique=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -11,6 +11,7 @@ Revises: 1200
 """
 
 import hashlib
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -44,7 +45,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("body_hash", name=op.f("uq_webhook_batches_body_hash")),
     )
     _compress_quickly("webhook_batches", "body")
-    op.create_table(
+    keys = op.create_table(
         "webhook_event_keys",
         sa.Column("dedup_key", sa.String(100), nullable=False),
         sa.Column("content_key", sa.String(80), nullable=False),
@@ -53,8 +54,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("content_key", name=op.f("uq_webhook_event_keys_content_key")),
     )
     _move_pending_events(batches)
-    op.execute("INSERT INTO webhook_event_keys (dedup_key, content_key, received_at) "
-               "SELECT dedup_key, content_key, received_at FROM webhook_events")
+    _move_applied_keys(keys)
     op.drop_table("webhook_events")
 
 
@@ -70,6 +70,38 @@ def _compress_quickly(table: str, column: str) -> None:
         "WHERE name = 'default_toast_compression'")).scalar()
     if has_lz4:
         op.execute(f"ALTER TABLE {table} ALTER COLUMN {column} SET COMPRESSION lz4")
+
+
+def _move_applied_keys(keys: sa.Table) -> None:
+    """The keys of applied events, their content keys prefixed with the event's timestamp
+    in hex as `ingest.content_key` then made them (and revision 2200 reads them)."""
+    bind = op.get_bind()
+    last = 0
+    while True:
+        rows = bind.execute(sa.text(
+            "SELECT id, dedup_key, content_key, CAST(payload AS TEXT), received_at "
+            "FROM webhook_events WHERE id > :last ORDER BY id LIMIT :n")
+            .columns(received_at=service.db.UTCDateTime(timezone=True)),
+            {"last": last, "n": CHUNK}).all()
+        if not rows:
+            return
+        bind.execute(keys.insert(), [
+            {"dedup_key": dedup, "content_key": _prefixed(content, payload),
+             "received_at": received_at}
+            for _id, dedup, content, payload, received_at in rows])
+        last = rows[-1][0]
+
+
+def _prefixed(content_key: str, payload: str) -> str:
+    if ":" in content_key:
+        return content_key
+    try:
+        timestamp = json.loads(payload).get("timestamp")
+    except (ValueError, AttributeError):
+        return content_key
+    if type(timestamp) is int and 0 <= timestamp < 1 << 40:
+        return f"{timestamp:x}:{content_key}"
+    return content_key
 
 
 def _move_pending_events(batches: sa.Table) -> None:

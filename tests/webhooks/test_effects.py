@@ -297,15 +297,17 @@ def test_a_bounce_of_type_blocked_is_soft(post_events, run_jobs, sent_campaign):
 def test_keys_older_than_sendgrid_s_retries_are_pruned(post_events, run_jobs, sent_campaign):
     from datetime import timedelta
 
-    from service.webhooks.ingest import KEEP_KEYS, prune_keys
+    from service.webhooks.ingest import KEEP_KEYS, content_key, dedup_key, prune_keys
 
     sent = sent_campaign(1)
     old, recent = event("delivered", sent), event("open", sent)
     post_events([old, recent])
     run_jobs()
     session = db.session()
-    session.execute(update(WebhookEventKey).where(
-        WebhookEventKey.dedup_key == f"id:{old['sg_event_id']}")
+    def key(e: dict) -> bytes:
+        return dedup_key(e, content_key(e))
+
+    session.execute(update(WebhookEventKey).where(WebhookEventKey.dedup_key == key(old))
         .values(received_at=utcnow() - KEEP_KEYS - timedelta(minutes=1)))
     session.commit()
     import worker
@@ -313,7 +315,7 @@ def test_keys_older_than_sendgrid_s_retries_are_pruned(post_events, run_jobs, se
     worker.recovery_pass()  # a worker's periodic pass prunes
     session.expire_all()
     kept = session.scalars(select(WebhookEventKey.dedup_key)).all()
-    assert kept == [f"id:{recent['sg_event_id']}"]
+    assert kept == [key(recent)]
     assert prune_keys(session) == 0
     post_events([recent])  # still within the window: still a duplicate
     run_jobs()
