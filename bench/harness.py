@@ -243,6 +243,16 @@ def postgres_pids() -> list[int]:
     return pids
 
 
+def checkpoint(url: str) -> None:
+    """Write out what earlier phases left in PostgreSQL's WAL (a seed writes gigabytes), so
+    that no phase measured next pays for a checkpoint another phase caused."""
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"),
+                         autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+
+
 def rss_mb(pid: int) -> float:
     """VmRSS of one process in MB (0 when it is gone)."""
     with contextlib.suppress(OSError):

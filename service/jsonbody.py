@@ -11,7 +11,7 @@ refused as a whole, with a message that says why.
 from __future__ import annotations
 
 import json
-from itertools import chain
+from itertools import chain, compress
 from typing import Any
 
 MAX_DEPTH = 64
@@ -47,15 +47,24 @@ def loads(doc: str | bytes, **kwargs: Any) -> Any:
 
 def nests_deeper_than(value: Any, limit: int) -> bool:
     """Whether `value` has more than `limit` levels of lists and dicts (walked level by
-    level, without recursion). Only the exact types a JSON parser makes count: checking
-    `type(…) is` is twice as fast as `isinstance` over a 5,000-event webhook batch."""
-    level = [value] if type(value) is dict or type(value) is list else []
+    level, without recursion).
+
+    Only the exact types a JSON parser makes count. Each level is split with C-level
+    iterators (`map`, `compress`), not a Python loop over its values: a 5,000-event
+    webhook batch has 60,000 values one level down, and a comprehension testing each
+    took as long as parsing the batch."""
+    level = [value] if type(value) in CONTAINERS else []
     depth = 0
     while level:
         depth += 1
         if depth > limit:
             return True
-        children = chain.from_iterable(
-            node.values() if type(node) is dict else node for node in level)
-        level = [c for c in children if type(c) is dict or type(c) is list]
+        dicts = [node for node in level if type(node) is dict]
+        children = list(chain(chain.from_iterable(map(dict.values, dicts)),
+                              chain.from_iterable(node for node in level
+                                                  if type(node) is list)))
+        level = list(compress(children, map(CONTAINERS.__contains__, map(type, children))))
     return False
+
+
+CONTAINERS = frozenset((dict, list))

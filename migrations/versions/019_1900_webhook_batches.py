@@ -143,8 +143,10 @@ def downgrade() -> None:
         sa.UniqueConstraint("dedup_key", name=op.f("uq_webhook_events_dedup_key")),
     )
     op.create_index("ix_webhook_events_processed_at", "webhook_events", ["processed_at", "id"])
+    # Content keys as that revision made them: the bare digest, its last 64 characters.
     op.execute("INSERT INTO webhook_events (dedup_key, content_key, event, payload, "
-               "received_at, processed_at) SELECT dedup_key, content_key, '', '{}', "
+               "received_at, processed_at) SELECT dedup_key, "
+               "SUBSTR(content_key, LENGTH(content_key) - 63), '', '{}', "
                "received_at, received_at FROM webhook_event_keys")
     op.drop_table("webhook_event_keys")
     op.drop_table("webhook_batches")
