@@ -317,20 +317,29 @@ def wait_registered(redis_url: str, names: list[str], timeout: float = 60.0) -> 
 
 
 def wait_applied(engine: Any, procs: Any, workers: int, total: int, timeout: float) -> None:
-    """Until no batch waits and `total` events are applied (a worker's death raises)."""
+    """Until no batch waits (a worker's death raises), then `total` events must be applied.
+
+    Only the small batches table is polled: a batch is deleted in the transaction that
+    stores its events' keys, so none left means all applied. Counting the keys every
+    0.1 s instead scanned up to 400 MB each time, on the same two cores as the workers."""
+    from sqlalchemy import text
+
     started = time.perf_counter()
     with engine.connect() as conn:
         while True:
-            rows, waiting = applied_and_waiting(conn)
+            waiting = conn.execute(text("SELECT count(*) FROM webhook_batches")).scalar_one()
             conn.rollback()
-            if waiting == 0 and rows == total:
-                return
+            if waiting == 0:
+                break
             if time.perf_counter() - started > timeout:
-                raise RuntimeError(f"{waiting:,} batches still waiting, {rows:,} applied")
+                raise RuntimeError(f"{waiting:,} batches still waiting")
             for k in range(workers):
                 if procs.procs[1 + k].poll() is not None:
                     raise RuntimeError(procs.log_tail(f"worker{k}"))
             time.sleep(0.1)
+        rows, _waiting = applied_and_waiting(conn)
+    if rows != total:
+        raise RuntimeError(f"no batch waits but {rows:,} of {total:,} events are applied")
 
 
 def main() -> int:  # noqa: PLR0915 - one run, step by step
