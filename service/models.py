@@ -226,7 +226,8 @@ class Subscription(Base):
     __tablename__ = "subscriptions"
     __table_args__ = (
         UniqueConstraint("subscriber_id", "list_id"),
-        Index("ix_subscriptions_list_status", "list_id", "status"),
+        # With the subscriber: list counts and membership checks read only the index.
+        Index("ix_subscriptions_list_status_subscriber", "list_id", "status", "subscriber_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

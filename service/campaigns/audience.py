@@ -6,10 +6,10 @@ confirmed subscriptions in the chosen lists
   − suppressed addresses (bounces, complaints, manual; erased people have no row left)
 
 Each person is selected once (a semi-join on subscriptions, never a join), so being on two
-chosen lists does not mean two mails. The query runs on `ix_subscriptions_list_status`
-and the subscriber primary key; the count endpoint runs the same query as `count(*)` for
-a segment, and without one subtracts the few left out from the lists' members
-(`count_audience`).
+chosen lists does not mean two mails. The query runs on
+`ix_subscriptions_list_status_subscriber` and the subscriber primary key; the count
+endpoint runs the same query as `count(*)` for a segment, and without one subtracts the
+few left out from the lists' members (`count_audience`).
 
 Suppressions are matched here by the stored address (`suppressions.email`, which bounces,
 complaints and manual entries keep), and again by `email_hash` for every recipient just
