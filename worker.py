@@ -22,15 +22,16 @@ log = logging.getLogger("worker")
 
 def recovery_pass(at_start: bool = False) -> None:
     """What killed workers left: campaign batches, imports, outgoing webhook deliveries
-    (each on its own); and the Event Webhook's keys older than SendGrid's retries.
+    (each on its own); the Event Webhook's keys older than SendGrid's retries, and
+    outgoing webhook events every endpoint took more than 30 days ago.
     `at_start`: every due delivery whose job is not in Redis is lost."""
     from service.campaigns.recovery import recover
     from service.imports.recovery import recover_imports
-    from service.jobs.outgoing import sweep, sweep_at_start
+    from service.jobs.outgoing import prune, sweep, sweep_at_start
     from service.jobs.webhooks import prune_event_keys
 
     for step in (recover, recover_imports, sweep_at_start if at_start else sweep,
-                 prune_event_keys):
+                 prune_event_keys, prune):
         try:
             step()
         except Exception:  # periodic: the next pass tries again

@@ -23,3 +23,9 @@ def sweep_at_start() -> dict[str, Any]:
     """The sweep of a process that has just started (the embedded mode's first request):
     it holds no job yet, so every due row has lost its job."""
     return delivery.sweep(db.session(), at_start=True)
+
+
+def prune() -> int:
+    """Forget events every endpoint has taken, once they are older than the delivery log
+    keeps (`delivery.KEEP_DELIVERED`)."""
+    return delivery.prune(db.session())

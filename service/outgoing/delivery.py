@@ -19,10 +19,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import CursorResult, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from .. import config
@@ -46,6 +46,10 @@ LOST_JOB_SECONDS = 5.0
 EMBEDDED_LOST_JOB_SECONDS = 60.0
 SWEEP_LIMIT = 500
 USER_AGENT = "actionlist-webhooks/1"
+# Events every endpoint has taken are kept this long (the delivery log staff read), then
+# pruned with their deliveries and attempts; an event still pending anywhere stays.
+KEEP_DELIVERED = timedelta(days=30)
+PRUNE_CHUNK = 5_000
 
 
 def backoff(attempts: int, base: float | None = None) -> float:
@@ -214,3 +218,26 @@ def sweep(session: Session, *, at_start: bool = False) -> dict[str, Any]:
     if queued:
         log.warning("outgoing webhooks: %d deliveries had lost their job", queued)
     return {"requeued": queued}
+
+
+def prune(session: Session, now: datetime | None = None) -> int:
+    """Delete the events created more than KEEP_DELIVERED ago that no endpoint still waits
+    for, with their deliveries and attempts (foreign keys cascade), PRUNE_CHUNK per commit
+    (a worker's recovery pass calls it). How many events went.
+
+    Without it the outbox grew by an event per subscriber change for ever, each holding
+    the person's address in its data."""
+    cutoff = (now or utcnow()) - KEEP_DELIVERED
+    pending = exists().where(OutgoingDelivery.event_id == OutgoingEvent.id,
+                             OutgoingDelivery.status != "delivered")
+    total = 0
+    while True:
+        old = (select(OutgoingEvent.id).where(OutgoingEvent.created_at < cutoff, ~pending)
+               .order_by(OutgoingEvent.id).limit(PRUNE_CHUNK))
+        ids = list(session.scalars(old))
+        if ids:
+            result = session.execute(delete(OutgoingEvent).where(OutgoingEvent.id.in_(ids)))
+            total += cast(CursorResult[Any], result).rowcount
+        session.commit()
+        if len(ids) < PRUNE_CHUNK:
+            return total

@@ -7,7 +7,7 @@ import json
 import socket
 import time
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from service.models import AuditRecord, OutgoingAttempt, OutgoingDelivery, OutgoingEndpoint
 from service.outbound import TEST_EVENT
@@ -137,3 +137,38 @@ def test_redirect_is_not_followed(app, client, admin, receiver, endpoint, run_jo
     # the retry (no redirect this time) delivers it
     wait_for(lambda: fresh().scalar(select(OutgoingDelivery.status)) == "delivered", run_jobs)
     assert len(receiver.received) == 2
+
+
+def test_events_every_endpoint_took_are_pruned_after_the_delivery_log_s_window(
+        app, client, admin, receiver, endpoint, run_jobs):
+    from datetime import timedelta
+
+    import worker
+    from service.db import utcnow
+    from service.models import OutgoingEvent
+    from service.outgoing.delivery import KEEP_DELIVERED
+
+    down = client.post("/api/v1/webhooks", headers=admin,
+                       json={"url": closed_port_url(), "events": ["subscriber.confirmed"]})
+    assert down.status_code == 201
+    taken = client.post(f"/api/v1/webhooks/{endpoint['id']}/test", headers=admin)
+    waiting = client.post(f"/api/v1/webhooks/{down.get_json()['id']}/test", headers=admin)
+    wait_for(lambda: receiver.received, run_jobs)
+    session = fresh()
+    session.execute(update(OutgoingEvent).values(
+        created_at=utcnow() - KEEP_DELIVERED - timedelta(minutes=1)))
+    session.commit()
+    recent = client.post(f"/api/v1/webhooks/{endpoint['id']}/test", headers=admin)
+    wait_for(lambda: len(receiver.received) == 2, run_jobs)
+
+    worker.recovery_pass()  # a worker's periodic pass prunes
+
+    session = fresh()
+    kept = set(session.scalars(select(OutgoingEvent.public_id)))
+    assert kept == {waiting.get_json()["event_id"], recent.get_json()["event_id"]}
+    assert taken.get_json()["event_id"] not in kept
+    # The old event's delivery and attempt went with it; the others' stayed.
+    assert session.scalar(select(func.count()).select_from(OutgoingDelivery)) == 2
+    assert {a.delivery_id for a in session.scalars(select(OutgoingAttempt))} <= set(
+        session.scalars(select(OutgoingDelivery.id)))
+    assert session.scalar(select(func.count()).select_from(OutgoingAttempt)) >= 1
