@@ -69,8 +69,8 @@ def serializer(purpose: Purpose, settings: Settings | None = None) -> URLSafeTim
     return _serializer(purpose, tuple((settings or config.settings()).signing_keys))
 
 
-class _SigningKeySigner(TimestampSigner):
-    """TimestampSigner that derives its signing key once instead of once per token.
+class _KeyOnce(Signer):
+    """A signer that derives its signing key once instead of once per token.
 
     `derive_key()` is itsdangerous's documented hook; keys given explicitly (verifying
     with an older key of the list) are derived as usual.
@@ -84,6 +84,10 @@ class _SigningKeySigner(TimestampSigner):
         if self._signing_key is None:
             self._signing_key = super().derive_key()
         return self._signing_key
+
+
+class _SigningKeySigner(_KeyOnce, TimestampSigner):
+    """The timed signer of links, deriving its signing key once (`_KeyOnce`)."""
 
 
 class _KeyedHMAC(HMACAlgorithm):
@@ -301,18 +305,8 @@ class BatchLinks:
         return f"{subscriber}.{base64_encode(mac.digest()).decode('ascii')}"
 
 
-class _ViewSigner(Signer):
-    """The untimed signer of view links, deriving its signing key once (see
-    `_SigningKeySigner`)."""
-
-    _signing_key: bytes | None = None
-
-    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
-        if secret_key is not None:
-            return super().derive_key(secret_key)
-        if self._signing_key is None:
-            self._signing_key = super().derive_key()
-        return self._signing_key
+class _ViewSigner(_KeyOnce):
+    """The untimed signer of view links, deriving its signing key once (`_KeyOnce`)."""
 
 
 @functools.lru_cache(maxsize=16)

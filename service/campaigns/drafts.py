@@ -31,7 +31,7 @@ from . import saved, segments
 from .abtest import AbTestIn, subject_sources
 from .lifecycle import IllegalTransition, audit, require_transition
 from .localtime import BadLocalTime, check_window, parse_local
-from .render import render_variant, template_errors
+from .render import SAMPLE_PERSON, render_variant, template_errors
 from .sending import SEND_TEST_JOB, request_send, resume
 
 US_STATE_LENGTH = 2
@@ -39,12 +39,6 @@ US_STATE_LENGTH = 2
 # fewer per minute), so a larger number is a typo.
 MAX_PER_MINUTE_CAP = 100_000
 ACTIONS = ("send", "pause", "resume", "cancel")
-# What a preview fills the per-person variables with.
-SAMPLE_PERSON = {
-    "first_name": "Ana", "last_name": "García", "email": "ana@example.org",
-    "state": "CA", "postal_code": "94110", "unsubscribe_url": "#unsubscribe",
-    "preferences_url": "#preferences", "view": "",
-}
 
 
 # Control characters are refused, never dropped (a NUL byte cannot even be stored on
@@ -357,16 +351,7 @@ def unsaved(data: dict[str, Any]) -> Campaign:
 
 def preview(campaign: Campaign, locale: str) -> dict[str, str]:
     """The mail of one language as a sample subscriber would get it (subject, HTML, text)."""
-    variant = render_variant(campaign, locale)
-    subs = variant.substitutions(SAMPLE_PERSON)
-
-    def fill(text: str) -> str:
-        for key, value in subs.items():
-            text = text.replace(key, value)
-        return text
-
-    return {"locale": locale, "subject": fill(variant.subject), "html": fill(variant.html),
-            "text": fill(variant.text)}
+    return {"locale": locale, **render_variant(campaign, locale).filled(SAMPLE_PERSON)}
 
 
 __all__ = [

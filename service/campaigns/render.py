@@ -216,6 +216,26 @@ class RenderedVariant:
             subs[key] = htmllib.escape(values.get(name, ""))
         return subs
 
+    def filled(self, values: dict[str, str]) -> dict[str, str]:
+        """Subject, HTML and text with the placeholders filled from `values` (a staff
+        preview fills them with SAMPLE_PERSON)."""
+        subs = self.substitutions(values)
+
+        def fill(text: str) -> str:
+            for key, value in subs.items():
+                text = text.replace(key, value)
+            return text
+
+        return {"subject": fill(self.subject), "html": fill(self.html), "text": fill(self.text)}
+
+
+# What a staff preview fills the per-person variables with.
+SAMPLE_PERSON = {
+    "first_name": "Ana", "last_name": "García", "email": "ana@example.org",
+    "state": "CA", "postal_code": "94110", "unsubscribe_url": "#unsubscribe",
+    "preferences_url": "#preferences", "view": "",
+}
+
 
 def _content_for(campaign: Campaign, locale: str, ab: int | None = None) -> tuple[str, str]:
     """Subject and body sources of a language; `ab`: the A/B test's subject number."""

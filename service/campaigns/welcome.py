@@ -45,18 +45,12 @@ from ..models import (
 from ..queue import enqueue_after_commit
 from ..subscribers import is_suppressed
 from ..tokens import one_click_headers, preferences_url, unsubscribe_url
-from .render import RenderedVariant, render_variant, variant_locale
+from .render import SAMPLE_PERSON, RenderedVariant, render_variant, variant_locale
 
 log = logging.getLogger(__name__)
 
 SEND_WELCOME_TEST = "service.jobs.welcome.send_test"
 LAYOUT = "email/welcome.html"
-# What a staff preview fills the person variables with.
-SAMPLE_PERSON = {
-    "first_name": "Ana", "last_name": "García", "email": "ana@example.org",
-    "state": "CA", "postal_code": "94110", "unsubscribe_url": "#unsubscribe",
-    "preferences_url": "#preferences",
-}
 
 
 def welcome_campaign(subject: str, body: str) -> Campaign:
@@ -74,16 +68,7 @@ def render_welcome(subject: str, body: str, locale: str) -> RenderedVariant:
 
 def preview(subject: str, body: str, locale: str) -> dict[str, str]:
     """The welcome as a sample person would get it (subject, HTML, text), for staff."""
-    variant = render_welcome(subject, body, locale)
-    subs = variant.substitutions(SAMPLE_PERSON)
-
-    def fill(text: str) -> str:
-        for key, value in subs.items():
-            text = text.replace(key, value)
-        return text
-
-    return {"locale": locale, "subject": fill(variant.subject), "html": fill(variant.html),
-            "text": fill(variant.text)}
+    return {"locale": locale, **render_welcome(subject, body, locale).filled(SAMPLE_PERSON)}
 
 
 def _mail(variant: RenderedVariant, email: str, name: str, values: dict[str, str],
