@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -52,6 +53,23 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen([sys.executable, str(PROJECT_ROOT / "worker.py")], env=env,
                                 cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
+
+
+def kill_worker(worker: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a `start_worker` process with its scheduler child (its whole process group),
+    as a lost machine or container would."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait(10)
+
+
+def stop_worker(worker: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Stop a `start_worker` process as a deployment does (SIGTERM: it finishes its job),
+    then SIGKILL whatever of its group is left after `timeout` seconds."""
+    worker.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        worker.wait(timeout)
+    kill_worker(worker)
 
 
 def run_cli(app: Flask, *args: str) -> Any:

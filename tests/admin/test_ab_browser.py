@@ -17,10 +17,10 @@ from service import db
 from service.models import Role
 from tests.browser import ARTIFACTS, assert_accessible, chromium, needs_chromium
 from tests.factories import subscribers, user
-from tests.support import serving, start_worker, worker_env
+from tests.support import serving, start_worker, stop_worker, worker_env
 
 from .signin import log_in_page
-from .test_campaign_browser import WAIT_MS, Live, _stop_worker, wait_until
+from .test_campaign_browser import WAIT_MS, Live, wait_until
 
 PORT = 18525
 AUDIENCE = 20
@@ -56,7 +56,7 @@ def live(make_app: Callable[..., Flask], tmp_path: Path) -> Iterator[Live]:
         try:
             yield Live(url, app, sink, log)
         finally:
-            _stop_worker(worker)
+            stop_worker(worker)
             sink.stop()
 
 

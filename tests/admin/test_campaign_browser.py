@@ -8,10 +8,6 @@ deadline, so a loaded machine makes the test slower, not flaky.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,7 +23,7 @@ from service.models import Role
 from service.webhooks.stats import campaign_stats
 from tests.browser import ARTIFACTS, chromium, needs_chromium
 from tests.factories import subscribers, user
-from tests.support import serving, start_worker, worker_env
+from tests.support import serving, start_worker, stop_worker, worker_env
 
 from .signin import log_in_page
 
@@ -63,17 +59,6 @@ def wait_until(condition: Callable[[], Any], what: str, timeout: float = WAIT_S)
         time.sleep(0.2)
 
 
-def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(worker.pid, signal.SIGTERM)
-    try:
-        worker.wait(15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()
-
-
 @pytest.fixture
 def live(make_app: Callable[..., Flask], tmp_path: Path) -> Iterator[Live]:
     url = f"http://127.0.0.1:{PORT}"
@@ -98,7 +83,7 @@ def live(make_app: Callable[..., Flask], tmp_path: Path) -> Iterator[Live]:
     worker = start_worker(env, log)
     with serving(app, PORT):
         yield Live(url, app, sink, log)
-        _stop_worker(worker)
+        stop_worker(worker)
         sink.stop()
 
 

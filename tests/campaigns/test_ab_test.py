@@ -3,10 +3,7 @@ events posted to the webhook → the winner goes to the rest, exactly once per p
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import subprocess
 import time
 from collections import Counter
@@ -28,7 +25,7 @@ from service.campaigns.sending import start_campaign
 from service.db import utcnow
 from service.models import Batch, Campaign, Delivery
 from tests.factories import subscribers
-from tests.support import start_worker, worker_env
+from tests.support import kill_worker, start_worker, stop_worker, worker_env
 from tests.webhooks.events import URL, Signer
 
 from .api_calls import create, get, to
@@ -422,12 +419,6 @@ def test_patch_replaces_or_removes_the_set_up(
     assert response.status_code == 200 and response.get_json()["ab_test"] is None
 
 
-def _kill_group(worker: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(worker.pid, signal.SIGKILL)
-    worker.wait()
-
-
 @pytest.mark.timeout(300)  # two worker processes started on a loaded machine
 def test_a_worker_killed_during_the_decision_leaves_exactly_one_mail_each(
     app: Flask, client: FlaskClient, api_token: Headers, run_jobs: Callable[..., None],
@@ -461,7 +452,7 @@ def test_a_worker_killed_during_the_decision_leaves_exactly_one_mail_each(
                     probe.rollback()
                     assert time.monotonic() < deadline, log.read_text()
                     time.sleep(0.05)
-            _kill_group(worker)
+            kill_worker(worker)
             lock.rollback()
         # The killed decision's transaction ends without a trace (its server session
         # aborts as soon as it finds the client gone).
@@ -476,7 +467,7 @@ def test_a_worker_killed_during_the_decision_leaves_exactly_one_mail_each(
                 time.sleep(0.05)
     finally:
         if worker is not None:
-            _kill_group(worker)
+            kill_worker(worker)
         engine.dispose()
     data = get(client, staff, cid)
     assert data["ab_test"]["status"] == "testing" and data["counts"]["sent"] == 30
@@ -492,11 +483,7 @@ def test_a_worker_killed_during_the_decision_leaves_exactly_one_mail_each(
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
     finally:
-        survivor.terminate()
-        try:
-            survivor.wait(10)
-        finally:
-            _kill_group(survivor)
+        stop_worker(survivor)
     data = get(client, staff, cid)
     assert data["ab_test"]["status"] == "decided" and data["ab_test"]["winner"] == 1
     assert data["counts"] == {"total": 60, "queued": 0, "sent": 60, "failed": 0, "skipped": 0}

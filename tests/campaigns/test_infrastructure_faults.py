@@ -31,10 +31,9 @@ from sendgrid_sink import SinkServer
 from service import PROJECT_ROOT, db, tokens
 from service.campaigns.sending import batch_of_job
 from tests.factories import list_id, subscribers
-from tests.support import TEST_SECRET_KEY
+from tests.support import TEST_SECRET_KEY, kill_worker
 
 from .api_calls import create, get, to
-from .test_tools_and_crash import _kill_group
 
 Headers = Callable[[str], dict[str, str]]
 
@@ -61,7 +60,7 @@ class Workers:
                 start_new_session=True)
 
     def kill(self, name: str) -> None:
-        _kill_group(self.procs.pop(name))
+        kill_worker(self.procs.pop(name))
 
     def restart_exited(self) -> None:
         for name, proc in list(self.procs.items()):

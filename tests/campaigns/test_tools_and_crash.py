@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -21,7 +17,7 @@ from service import db
 from service.campaigns.recovery import recover
 from service.models import Subscriber, Subscription, SubscriptionStatus
 from tests.factories import subscribers
-from tests.support import start_worker, worker_env
+from tests.support import kill_worker, start_worker, stop_worker, worker_env
 
 from .api_calls import create, get, to
 
@@ -127,13 +123,6 @@ def test_a_refused_api_key_pauses_the_campaign_with_the_reason(
         assert data["counts"]["queued"] == 10 and strict_sink.messages() == []
 
 
-def _kill_group(worker: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the worker and its scheduler child, as a lost machine or container would."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(worker.pid, signal.SIGKILL)
-    worker.wait()
-
-
 def test_a_worker_killed_mid_send_loses_no_one(
     app: Flask, client: FlaskClient, api_token: Headers, backend: str, sink: SinkServer,
     tmp_path: Path,
@@ -151,7 +140,7 @@ def test_a_worker_killed_mid_send_loses_no_one(
     deadline = time.monotonic() + 30
     while sink.stats()["personalizations"] < 4 * 5 and time.monotonic() < deadline:
         time.sleep(0.02)
-    _kill_group(worker)
+    kill_worker(worker)
     assert get(client, staff, cid)["status"] == "sending", log.read_text()
     sink.set_faults(0.0, [])
     time.sleep(2.1)  # the lease of the batch in flight runs out
@@ -162,11 +151,7 @@ def test_a_worker_killed_mid_send_loses_no_one(
         while get(client, staff, cid)["status"] != "sent" and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
-        survivor.terminate()
-        try:
-            survivor.wait(10)
-        finally:
-            _kill_group(survivor)
+        stop_worker(survivor)
     data = get(client, staff, cid)
     assert data["status"] == "sent", log.read_text()
     assert data["counts"] == {"total": 80, "queued": 0, "sent": 80, "failed": 0, "skipped": 0}

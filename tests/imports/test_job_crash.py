@@ -8,12 +8,10 @@ after `processed_rows` and finishes with exactly the file's counts.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import io
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -47,7 +45,7 @@ from service.models import (
 from service.queue import JobRequest
 from tests.factories import import_record
 from tests.queries import count
-from tests.support import TEST_SECRET_KEY
+from tests.support import TEST_SECRET_KEY, kill_worker, stop_worker
 
 from .csv_files import HEADER, people
 
@@ -145,23 +143,6 @@ def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _kill_group(worker: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the worker and its scheduler child, as a lost machine or container would."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(worker.pid, signal.SIGKILL)
-    worker.wait(10)
-
-
-def _stop(worker: subprocess.Popen[bytes]) -> None:
-    worker.terminate()
-    try:
-        worker.wait(10)
-    except subprocess.TimeoutExpired:
-        pass
-    finally:
-        _kill_group(worker)
-
-
 def test_worker_killed_mid_import_is_recovered_and_finishes_exactly(
     app: Flask, client: FlaskClient, api_token: Headers, backend: str, tmp_path: Path,
 ) -> None:
@@ -183,7 +164,7 @@ def test_worker_killed_mid_import_is_recovered_and_finishes_exactly(
             assert time.monotonic() < deadline, (now, log.read_text())
             time.sleep(0.01)
     finally:
-        _kill_group(doomed)
+        kill_worker(doomed)
 
     # Consistent: whole chunks, and the counts stored with them say exactly what is in.
     killed = state(import_id)
@@ -205,7 +186,7 @@ def test_worker_killed_mid_import_is_recovered_and_finishes_exactly(
             assert time.monotonic() < deadline, (now, activity(), log.read_text())
             time.sleep(0.1)
     finally:
-        _stop(survivor)
+        stop_worker(survivor)
 
     final = state(import_id)
     distinct = set(valid(rows))
