@@ -15,6 +15,8 @@ from itertools import chain, compress
 from typing import Any
 
 MAX_DEPTH = 64
+# The container types a JSON parser makes (exact types: subclasses never come out of one).
+CONTAINERS = frozenset((dict, list))
 
 
 class TooDeep(json.JSONDecodeError):
@@ -66,5 +68,3 @@ def nests_deeper_than(value: Any, limit: int) -> bool:
         level = list(compress(children, map(CONTAINERS.__contains__, map(type, children))))
     return False
 
-
-CONTAINERS = frozenset((dict, list))

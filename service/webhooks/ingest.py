@@ -101,7 +101,6 @@ def load_batch(body: str) -> list[dict[str, Any]]:
 # memory longer (at 2.4 million events: 149,000 key rows/s instead of 100,000, and 176
 # bytes per event on disk instead of 450). 96 bits of hash among the events of one second
 # cannot collide in practice.
-KEY_BYTES = 16
 NO_TIME = bytes(4)
 
 
