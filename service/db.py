@@ -11,10 +11,23 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask, current_app
-from sqlalchemy import JSON, DateTime, Enum, MetaData, Table, create_engine, event, text
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    CursorResult,
+    DateTime,
+    Enum,
+    MetaData,
+    Table,
+    create_engine,
+    delete,
+    event,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -63,6 +76,23 @@ def is_pg(session: Session) -> bool:
 def insert_for(session: Session, table: Table) -> Any:
     """INSERT with ON CONFLICT support for the session's dialect (PostgreSQL or SQLite)."""
     return (pg_insert if is_pg(session) else sqlite_insert)(table)
+
+
+def delete_in_chunks(session: Session, key: Any, *where: ColumnElement[bool],
+                     chunk: int) -> int:
+    """Delete the rows of `key`'s table that match `where`, `chunk` rows per committed
+    statement (`DELETE … WHERE key IN (SELECT key … LIMIT chunk)`), so that a periodic
+    clean-up never holds one long transaction; how many rows went."""
+    table = key.table
+    total = 0
+    while True:
+        some = select(key).where(*where).limit(chunk)
+        result = session.execute(delete(table).where(key.in_(some)))
+        gone = int(cast(CursorResult[Any], result).rowcount)
+        session.commit()
+        total += gone
+        if gone < chunk:
+            return total
 
 
 def commit_quickly(session: Session) -> None:

@@ -763,6 +763,9 @@ class OutgoingEvent(Base):
     """
 
     __tablename__ = "outgoing_events"
+    # Pruning by age (`delivery.prune`): BRIN on PostgreSQL, as events come in time order.
+    __table_args__ = (Index("ix_outgoing_events_created_at", "created_at",
+                            postgresql_using="brin"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(40), unique=True)

@@ -20,14 +20,14 @@ import json
 import logging
 import time
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, delete, exists, or_, select, update
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from .. import config
 from ..audit import record
-from ..db import utcnow
+from ..db import delete_in_chunks, utcnow
 from ..models import OutgoingAttempt, OutgoingDelivery, OutgoingEndpoint, OutgoingEvent
 from ..outbound import DELIVER_JOB, DELIVERY_QUEUE, delivery_job_id, iso
 from ..queue import enqueue_after_commit, task_queue
@@ -223,21 +223,13 @@ def sweep(session: Session, *, at_start: bool = False) -> dict[str, Any]:
 def prune(session: Session, now: datetime | None = None) -> int:
     """Delete the events created more than KEEP_DELIVERED ago that no endpoint still waits
     for, with their deliveries and attempts (foreign keys cascade), PRUNE_CHUNK per commit
-    (a worker's recovery pass calls it). How many events went.
+    (a worker's recovery pass calls it; the age is found through a BRIN index of
+    `created_at`). How many events went.
 
     Without it the outbox grew by an event per subscriber change for ever, each holding
     the person's address in its data."""
     cutoff = (now or utcnow()) - KEEP_DELIVERED
     pending = exists().where(OutgoingDelivery.event_id == OutgoingEvent.id,
                              OutgoingDelivery.status != "delivered")
-    total = 0
-    while True:
-        old = (select(OutgoingEvent.id).where(OutgoingEvent.created_at < cutoff, ~pending)
-               .order_by(OutgoingEvent.id).limit(PRUNE_CHUNK))
-        ids = list(session.scalars(old))
-        if ids:
-            result = session.execute(delete(OutgoingEvent).where(OutgoingEvent.id.in_(ids)))
-            total += cast(CursorResult[Any], result).rowcount
-        session.commit()
-        if len(ids) < PRUNE_CHUNK:
-            return total
+    return delete_in_chunks(session, OutgoingEvent.id, OutgoingEvent.created_at < cutoff,
+                            ~pending, chunk=PRUNE_CHUNK)

@@ -17,12 +17,12 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import CursorResult, Table, delete, select, text
+from sqlalchemy import Table, text
 from sqlalchemy.orm import Session
 
 from .. import jsonbody
 from ..bulk import SEP
-from ..db import insert_for, is_pg, utcnow
+from ..db import delete_in_chunks, insert_for, is_pg, utcnow
 from ..jsonbody import MAX_DEPTH, TooDeep
 from ..models import WebhookBatch, WebhookEventKey
 
@@ -184,13 +184,5 @@ def prune_keys(session: Session, now: datetime | None = None) -> int:
     """Delete the keys of events applied more than KEEP_KEYS ago, PRUNE_CHUNK per commit
     (a worker's recovery pass calls it); how many went."""
     cutoff = (now or utcnow()) - KEEP_KEYS
-    table = KEYS_TABLE
-    total = 0
-    while True:
-        old = select(table.c.dedup_key).where(table.c.received_at < cutoff).limit(PRUNE_CHUNK)
-        result = session.execute(delete(table).where(table.c.dedup_key.in_(old)))
-        gone = cast(CursorResult[Any], result).rowcount
-        session.commit()
-        total += gone
-        if gone < PRUNE_CHUNK:
-            return total
+    return delete_in_chunks(session, KEYS_TABLE.c.dedup_key,
+                            KEYS_TABLE.c.received_at < cutoff, chunk=PRUNE_CHUNK)
