@@ -3,18 +3,12 @@ itself when started from the project root). Options given on the command line wi
 
 from __future__ import annotations
 
-import gc
 from typing import Any
 
 
 def post_worker_init(worker: Any) -> None:
-    """Once a worker has loaded the app: build the ZIP table now rather than in the first
-    signup that needs it, then take everything loaded so far out of the cyclic garbage
-    collector's passes (`gc.freeze`). Without it every full pass re-scans the app's
-    ~170,000 long-lived objects, and a request that allocates many (an Event Webhook
-    batch parses into 5,000 dicts) triggers such passes: 33.4 ms per 5,000-event batch
-    instead of 26.0 (`docs/benchmarks.md`)."""
-    from service.postal import warm
+    """Once a worker has loaded the app: `service.settle_process` (the ZIP table, then the
+    loaded app out of the garbage collector's passes)."""
+    from service import settle_process
 
-    warm()
-    gc.freeze()
+    settle_process()

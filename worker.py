@@ -14,7 +14,7 @@ import gc
 import logging
 import os
 
-from service import config, create_app, db
+from service import config, create_app, db, settle_process
 from service.queue import task_queue
 
 log = logging.getLogger("worker")
@@ -85,16 +85,12 @@ def main() -> None:
         # a dead worker's batch goes on within seconds.
         settings = config.settings(app)
         lease = min(settings.campaign_lease_seconds, settings.import_lease_seconds)
-        # The ZIP table (service/postal.py) once, here, rather than in every forked job.
-        from service.postal import warm
-
-        warm()
-        # Everything loaded so far lives as long as the process: keep it out of the cyclic
-        # garbage collector's full passes, which otherwise re-scan it while jobs allocate.
-        # Jobs allocate in bulk (an Event Webhook chunk parses 20,000 events): a young
-        # generation of 50,000 objects instead of 700 runs a few passes per chunk instead
-        # of dozens (the chunk's Python work 129.5 -> 116.5 ms, `docs/benchmarks.md`).
-        gc.freeze()
+        # The ZIP table once, here, rather than in every forked job; the loaded app out of
+        # the garbage collector's passes. Jobs allocate in bulk (an Event Webhook chunk
+        # parses 20,000 events): a young generation of 50,000 objects instead of 700 runs a
+        # few passes per chunk instead of dozens (the chunk's Python work 129.5 -> 116.5
+        # ms, `docs/benchmarks.md`).
+        settle_process()
         gc.set_threshold(50_000, 10, 10)
         worker = task_queue().make_worker(name=args.name, maintenance=recovery_pass,
                                           every=max(5, lease), watch=watch_pass,

@@ -144,3 +144,19 @@ def _recover_when_embedded(app: Flask, settings: Settings) -> None:
 
 main = FlaskGroup(create_app=lambda: create_app(),
                   help="actionlist: mailing service for advocacy.")
+
+
+def settle_process() -> None:
+    """Once a long-lived process (a gunicorn worker, `worker.py`) has loaded the app:
+    build the ZIP table now (`service.postal`) rather than in the first request or job
+    that needs it, then take everything loaded so far out of the cyclic garbage
+    collector's passes (`gc.freeze`). Without it every full pass re-scans the app's
+    ~170,000 long-lived objects, and work that allocates many (a webhook batch parses into
+    5,000 dicts) triggers such passes: 33.4 ms per 5,000-event post instead of 26.0
+    (`docs/benchmarks.md`)."""
+    import gc
+
+    from .postal import warm
+
+    warm()
+    gc.freeze()
