@@ -29,8 +29,9 @@ run: install
 	ACTIONLIST_DEV=1 $(BIN)/flask run --host 127.0.0.1 --port 5000
 
 # Lint, types, the architecture's import contracts (.importlinter), then the whole suite in
-# TEST_PROCESSES pytest-xdist processes (a file's tests stay in one process; every process
-# creates its own PostgreSQL database and claims its own Redis database).
+# TEST_PROCESSES pytest-xdist processes. A file's tests stay in one process (`--dist
+# loadfile` in pyproject.toml: some files serve on a fixed port); every process creates
+# its own PostgreSQL database and claims its own Redis database.
 TEST_PROCESSES ?= 2
 # TEST_DATABASE_URL / TEST_REDIS_URL add PostgreSQL / Redis runs;
 # CI=true makes them required.
@@ -38,7 +39,7 @@ test: install-test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) $(PYTEST_ARGS)
 
 # The same on PostgreSQL + Redis too, both required (the local servers unless the URLs are set).
 test-pg:

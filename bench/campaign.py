@@ -47,6 +47,7 @@ from bench.harness import (  # noqa: E402
     Processes,
     descendants,
     get_json,
+    libpq,
     load,
     redis_database,
     require_free_port,
@@ -83,7 +84,7 @@ def seed(url: str, n: int, es_share: float, zones: bool = False) -> None:
     `zones`, each in one of six US time zones (and every 50th with none)."""
     import psycopg
 
-    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    dsn = libpq(url)
     every_es = int(1 / es_share) if es_share > 0 else 0
     with psycopg.connect(dsn) as conn:
         list_id = conn.execute(

@@ -243,13 +243,17 @@ def postgres_pids() -> list[int]:
     return pids
 
 
+def libpq(url: str) -> str:
+    """A SQLAlchemy `postgresql+psycopg://` URL as psycopg itself takes it."""
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
 def checkpoint(url: str) -> None:
     """Write out what earlier phases left in PostgreSQL's WAL (a seed writes gigabytes), so
     that no phase measured next pays for a checkpoint another phase caused."""
     import psycopg
 
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"),
-                         autocommit=True) as conn:
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
         conn.execute("CHECKPOINT")
 
 

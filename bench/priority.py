@@ -60,7 +60,7 @@ def seed_alert_list(url: str, n_alert: int) -> None:
     """The first `n_alert` subscribers also confirmed on `action-alerts` (COPY)."""
     import psycopg
 
-    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    dsn = harness.libpq(url)
     with psycopg.connect(dsn) as conn:
         list_id = conn.execute(
             "SELECT id FROM mailing_lists WHERE slug = 'action-alerts'").fetchone()[0]  # type: ignore[index]
