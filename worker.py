@@ -40,12 +40,13 @@ def recovery_pass(at_start: bool = False) -> None:
 
 
 def watch_pass() -> None:
-    """Every few seconds: the batches of dead workers, and batches and outgoing webhook
-    deliveries whose job was lost."""
+    """Every few seconds: the signups' confirmation mails that are due, the batches of dead
+    workers, and batches and outgoing webhook deliveries whose job was lost."""
     from service.campaigns.recovery import watch
     from service.jobs.outgoing import sweep
+    from service.jobs.subscriptions import send_due_confirmations
 
-    for step in (watch, sweep):
+    for step in (send_due_confirmations, watch, sweep):
         try:
             step()
         except Exception:  # periodic: the next pass tries again

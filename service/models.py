@@ -262,10 +262,20 @@ class WelcomeMail(Base):
 
 
 class ConfirmationMail(Base):
-    """One confirmation mail queued for an address: the per-address throttle counts these."""
+    """One confirmation mail queued for an address: the per-address throttle counts these.
+
+    A signup's row is its mail's queue entry too: the workers' watch pass sends the rows
+    that are `queued` and due (`not_before`), see `subscriptions.confirmations`. Import
+    batches and preference-link mails have jobs of their own and leave `not_before` empty.
+    """
 
     __tablename__ = "confirmation_mails"
-    __table_args__ = (Index("ix_confirmation_mails_subscriber_at", "subscriber_id", "at"),)
+    __table_args__ = (
+        Index("ix_confirmation_mails_subscriber_at", "subscriber_id", "at"),
+        Index("ix_confirmation_mails_due", "not_before",
+              postgresql_where=text("result = 'queued'"),
+              sqlite_where=text("result = 'queued'")),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
@@ -274,6 +284,9 @@ class ConfirmationMail(Base):
     # interval is throttled, a different list is not.
     list_ids: Mapped[str] = mapped_column(String(200), default="")
     result: Mapped[str] = mapped_column(String(200), default="queued")
+    # When the watch pass may send it (again): set at signup, moved on by each attempt.
+    not_before: Mapped[datetime | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class ConsentRecord(Base):

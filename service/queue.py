@@ -48,6 +48,8 @@ class JobRequest:
     at: datetime | None = None
     timeout: int = 600
     at_front: bool = False
+    # A wake-up for the in-process worker only (`wake_after_commit`).
+    embedded_only: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -87,6 +89,9 @@ class TaskQueue:
             for request in requests:
                 self.submit(request)
             return
+        requests = [r for r in requests if not r.embedded_only]
+        if not requests:
+            return
         with self.redis.pipeline() as pipe:
             # MULTI first: RQ's `enqueue` puts a pipeline in MULTI mode itself and refuses
             # one that already holds commands, which a job scheduled for later (queued
@@ -99,6 +104,8 @@ class TaskQueue:
     def submit(self, request: JobRequest, pipeline: Any = None) -> None:
         if self.local is not None:
             self.local.submit(request)
+            return
+        if request.embedded_only:
             return
         q = self.rq_queue(request.queue)
         options: dict[str, Any] = {"job_timeout": request.timeout, "result_ttl": 3600,
@@ -247,6 +254,15 @@ def enqueue_after_commit(
     session.info.setdefault("jobs_after_commit", []).append(
         JobRequest(func, args, queue, job_id, retry_intervals, at, timeout, at_front)
     )
+
+
+def wake_after_commit(session: Session, func: str, *, at: datetime | None = None) -> None:
+    """Run `func` — a job that finds its due rows itself — once `session` commits (or at
+    `at`), in the embedded mode only. With Redis, every worker runs such jobs in its watch
+    pass every few seconds (`worker.py`), so a job per request would only cost the request
+    a Redis round trip."""
+    request = JobRequest(func, (), at=at, embedded_only=True)
+    session.info.setdefault("jobs_after_commit", []).append(request)
 
 
 def embedded_recovery(app: Flask, name: str, func: Callable[[], Any] | str, *,

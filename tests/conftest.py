@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 from service import PROJECT_ROOT, create_app
 from service.db import Base
 from tests import factories
-from tests.support import CI, PG_URL, REDIS_URL, TEST_SECRET_KEY, backends
+from tests.support import CI, PG_URL, REDIS_URL, TEST_SECRET_KEY, backends, run_jobs_of
 
 if TYPE_CHECKING:
     from sendgrid_sink import SinkServer
@@ -227,50 +227,13 @@ def client(app: Flask) -> FlaskClient:
 
 @pytest.fixture
 def run_jobs(app: Flask) -> Callable[..., None]:
-    """Run every queued job to completion: RQ SimpleWorker on Redis, or the in-process one.
-
-    `run_jobs(due_within=60)` also fast-forwards the clock: jobs scheduled to run within
-    that many seconds (retries after a back-off) are run now, until none is left.
-    """
+    """`run_jobs()`: every queued job run to completion (`tests.support.run_jobs_of`);
+    `run_jobs(due_within=60)` fast-forwards the clock by a minute."""
 
     def run(*, due_within: float = 0.0) -> None:
-        tq = app.extensions["queue"]
-        while True:
-            if tq.local is not None:
-                tq.local.drain()
-                early = _fire_local_timers(tq.local, due_within)
-            else:
-                tq.make_worker().work(burst=True)
-                early = _promote_scheduled(tq, due_within)
-            if not early:
-                return
+        run_jobs_of(app, due_within=due_within)
 
     return run
-
-
-def _fire_local_timers(local: Any, due_within: float) -> int:
-    timers = [t for t in list(local.timers) if t.interval <= due_within]
-    for timer in timers:
-        timer.cancel()
-        timer.function()
-    return len(timers)
-
-
-def _promote_scheduled(tq: Any, due_within: float) -> int:
-    from datetime import UTC, datetime, timedelta
-
-    horizon = datetime.now(UTC) + timedelta(seconds=due_within)
-    promoted = 0
-    for queue in tq.queues_in_order():
-        registry = queue.scheduled_job_registry
-        for job_id in registry.get_job_ids():
-            if registry.get_scheduled_time(job_id) <= horizon:
-                job = queue.fetch_job(job_id)
-                registry.remove(job_id)
-                if job is not None:
-                    queue.enqueue_job(job)
-                    promoted += 1
-    return promoted
 
 
 @pytest.fixture

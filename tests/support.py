@@ -91,3 +91,75 @@ def serving(app: Flask, port: int) -> Iterator[str]:
         server.shutdown()
         thread.join(timeout=10)
         server.server_close()
+
+
+def run_jobs_of(app: Flask, *, due_within: float = 0.0) -> None:
+    """Run every queued job to completion: RQ SimpleWorker on Redis (after the watch
+    pass's confirmation mails, as a worker does), or the in-process worker.
+
+    `due_within=60` also fast-forwards the clock: jobs and confirmation mails due within
+    that many seconds (retries after a back-off) are run now, until none is left.
+    """
+    from service.jobs.subscriptions import send_due_confirmations
+
+    tq = app.extensions["queue"]
+    while True:
+        early = _confirmations_due_now(app, due_within)
+        if tq.local is not None:
+            tq.local.drain()
+            early += _fire_local_timers(tq.local, due_within)
+        else:
+            with app.app_context():
+                send_due_confirmations()
+            tq.make_worker().work(burst=True)
+            early += _promote_scheduled(tq, due_within)
+        if not early:
+            return
+
+
+def _confirmations_due_now(app: Flask, due_within: float) -> int:
+    """Confirmation mails waiting for a retry within `due_within` seconds: due now."""
+    if due_within <= 0:
+        return 0
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from service import db
+    from service.models import ConfirmationMail as Mail
+
+    with app.app_context():
+        session = db.session()
+        now = datetime.now(UTC)
+        moved = session.execute(
+            update(Mail).where(Mail.result == "queued", Mail.not_before > now,
+                               Mail.not_before <= now + timedelta(seconds=due_within))
+            .values(not_before=now).execution_options(synchronize_session=False)
+        ).rowcount
+        session.commit()
+    return int(moved)
+
+
+def _fire_local_timers(local: Any, due_within: float) -> int:
+    timers = [t for t in list(local.timers) if t.interval <= due_within]
+    for timer in timers:
+        timer.cancel()
+        timer.function()
+    return len(timers)
+
+
+def _promote_scheduled(tq: Any, due_within: float) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    horizon = datetime.now(UTC) + timedelta(seconds=due_within)
+    promoted = 0
+    for queue in tq.queues_in_order():
+        registry = queue.scheduled_job_registry
+        for job_id in registry.get_job_ids():
+            if registry.get_scheduled_time(job_id) <= horizon:
+                job = queue.fetch_job(job_id)
+                registry.remove(job_id)
+                if job is not None:
+                    queue.enqueue_job(job)
+                    promoted += 1
+    return promoted

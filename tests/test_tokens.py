@@ -18,6 +18,7 @@ from service.tokens import (
 from tests.factories import list_ids, signed_up
 from tests.queries import statuses
 from tests.subscriptions.links import ONE_CLICK, path_of
+from tests.support import run_jobs_of
 
 
 def _flip(token: str, index: int) -> str:
@@ -105,14 +106,7 @@ def test_old_key_works_while_in_fallbacks_and_not_after(make_app, sink):
 
 
 def _runner(app):
-    def run() -> None:
-        tq = app.extensions["queue"]
-        if tq.local is not None:
-            tq.local.drain()
-        else:
-            tq.make_worker().work(burst=True)
-
-    return run
+    return lambda: run_jobs_of(app)
 
 
 def test_batch_links_are_the_same_tokens_as_one_at_a_time(app, monkeypatch):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections import Counter
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from .. import db
 from ..mail.base import OutgoingMail, PermanentMailError, TransientMailError
@@ -13,6 +16,7 @@ from ..mail.compose import transactional
 from ..mail.transport import transport
 from ..models import ConfirmationMail, Subscriber, Subscription, SubscriptionStatus
 from ..observability import metrics
+from ..subscriptions import confirmations
 from ..tokens import confirm_url
 
 log = logging.getLogger(__name__)
@@ -45,6 +49,38 @@ def send_confirmation(subscriber_id: int, list_ids: list[int], mail_id: int | No
     return _send_and_record(
         mail, "confirm", "confirmation", subscriber_id, mail_id, sent_note="sent"
     )
+
+
+def send_due_confirmations(budget_seconds: float = 5.0) -> str:
+    """Send the signups' confirmation mails that are due (`subscriptions.confirmations`),
+    a claimed batch at a time, for about `budget_seconds` at most: the watch pass that
+    runs this must not hold a campaign's batches back for long."""
+    session = db.session()
+    started = time.monotonic()
+    counts: Counter[str] = Counter()
+    while True:
+        claimed = confirmations.claim_due(session)
+        for due in claimed:
+            counts[_send_claimed(session, due)] += 1
+        if len(claimed) < confirmations.CLAIM_BATCH or time.monotonic() - started > budget_seconds:
+            break
+    return ", ".join(f"{n} {what}" for what, n in sorted(counts.items())) or "none due"
+
+
+def _send_claimed(session: Session, due: confirmations.Due) -> str:
+    """One claimed confirmation mail; what became of it, for the job's summary."""
+    try:
+        outcome = send_confirmation(due.subscriber_id, due.list_ids, due.mail_id)
+    except Exception as exc:  # noqa: BLE001 - a transient refusal, or a bug: try it later
+        session.rollback()
+        if not isinstance(exc, TransientMailError):
+            log.exception("confirmation mail %s could not be sent", due.mail_id)
+        again = confirmations.try_again(session, due, str(exc) or type(exc).__name__)
+        return "to retry" if again else "failed"
+    confirmations.finish(session, due.mail_id, outcome)
+    if outcome.startswith(("sent", "failed")):
+        return outcome.split(" ", 1)[0].rstrip(":")
+    return "skipped"  # nothing pending any more, or the person was erased
 
 
 def _mail_to(subscriber: Subscriber, template: str, **context: Any) -> OutgoingMail:

@@ -31,7 +31,7 @@ from ..models import (
 from ..observability import metrics
 from ..outbound import SUBSCRIBER_CONFIRMED, emit_for_subscriber
 from ..postal import normalise_postal_code, place_columns
-from ..queue import MAIL_RETRY, enqueue_after_commit
+from ..queue import MAIL_RETRY, enqueue_after_commit, wake_after_commit
 from ..subscribers import (
     Evidence,
     consent_fields,
@@ -43,12 +43,11 @@ from ..subscribers import (
     normalise_email,
     record_consent,
 )
+from . import confirmations
 
 SOURCE_MAX = 500
 
 
-# The job that mails the confirmation link (enqueued by name: no domain module imports a job).
-SEND_CONFIRMATION = "service.jobs.subscriptions.send_confirmation"
 # The job that sends a list's welcome mail once (`campaigns.welcome.send_welcome`).
 SEND_WELCOME = "service.jobs.welcome.send_welcome"
 
@@ -228,20 +227,20 @@ WITH new AS (
            :actor, :consent_text_version, :note
     FROM new, lists ORDER BY lists.n
 )
-INSERT INTO confirmation_mails (subscriber_id, at, list_ids, result)
-SELECT id, :now, :list_key, 'queued' FROM new
+INSERT INTO confirmation_mails (subscriber_id, at, list_ids, result, not_before)
+SELECT id, :now, :list_key, 'queued', :now FROM new
 RETURNING id, subscriber_id""")
 
 
 def _signup_new_address_pg(session: Session, data: Validated, list_ids: list[int],
-                           evidence: Evidence) -> tuple[int, int] | None:
-    """(subscriber id, confirmation mail id) if the address was new, else None.
+                           evidence: Evidence) -> bool:
+    """Whether the address was new (and its confirmation mail is queued).
 
     The statement is a transaction by itself. When the session has not begun one yet (the
     usual case: the public lists came from the per-process copy), it runs in autocommit
     mode, which saves the BEGIN and the COMMIT round trips: two of a signup's five. It is
-    still committed durably (`synchronous_commit` as configured) before the answer; the
-    caller's `commit()` then only sends the queued jobs. When it inserts nothing, the
+    still committed durably (`synchronous_commit` as configured) before the answer. When
+    it inserts nothing, the
     session is rolled back (no round trip) so that the general path gets a transaction.
     """
     autocommit = not session.in_transaction()
@@ -258,20 +257,18 @@ def _signup_new_address_pg(session: Session, data: Validated, list_ids: list[int
     if row is None:
         if autocommit:
             session.rollback()
-        return None
-    return int(row.subscriber_id), int(row.id)
+        return False
+    wake_after_commit(session, confirmations.SEND_DUE)
+    return True
 
 
 def signup(session: Session, data: Validated, evidence: Evidence) -> Outcome:
-    """Record the signup and queue a confirmation mail. The caller commits."""
+    """Record the signup and queue a confirmation mail (`confirmations`). The caller
+    commits."""
     settings = config.settings()
     if is_pg(session) and settings.confirm_mail_max_per_day > 0:
         list_ids = [ml.id for ml in data.lists]
-        new = _signup_new_address_pg(session, data, list_ids, evidence)
-        if new is not None:
-            subscriber_id, mail_id = new
-            enqueue_after_commit(session, SEND_CONFIRMATION, subscriber_id, list_ids, mail_id,
-                                 retry_intervals=MAIL_RETRY)
+        if _signup_new_address_pg(session, data, list_ids, evidence):
             return Outcome.created
     # An erased address may sign up again: that is new consent (see is_suppressed).
     if is_suppressed(session, data.email, include_erased=False):
@@ -307,10 +304,7 @@ def signup(session: Session, data: Validated, evidence: Evidence) -> Outcome:
         return Outcome.throttled
     mail = ConfirmationMail(subscriber_id=subscriber.id, list_ids=list_key(to_confirm))
     session.add(mail)
-    session.flush()
-    enqueue_after_commit(
-        session, SEND_CONFIRMATION, subscriber.id, to_confirm, mail.id, retry_intervals=MAIL_RETRY
-    )
+    confirmations.queue(session, mail)
     return Outcome.created if created else Outcome.pending
 
 
