@@ -21,9 +21,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, literal, select, union
+from sqlalchemy import Select, and_, exists, func, select
 from sqlalchemy.orm import Session, object_session
 
+from ..db import settings_for_counts
 from ..models import (
     Campaign,
     CampaignStatus,
@@ -88,14 +89,15 @@ def count_audience(session: Session, list_ids: list[int], segment: dict[str, Any
     """How many people `audience_query` selects (the admin's live count of an unsaved draft).
 
     Without a segment the count is taken the cheap way round: the lists' confirmed
-    members (an index-only count on `subscriptions`) less the members who are not active
-    or are suppressed, two small sets found through indexes. The audience query itself
+    members (an index-only count on `subscriptions`) less the members who are suppressed
+    or not active, two small sets found through indexes. The audience query itself
     reads every subscriber row for their status and address: at ten million that is a
     6.5 GB scan for a number (`docs/benchmarks.md`)."""
-    if not segment_conditions(stored(segment)):
-        return _members(session, list_ids) - _members_left_out(session, list_ids)
-    query = audience_query(list_ids, segment)
-    return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    with settings_for_counts(session):
+        if not segment_conditions(stored(segment)):
+            return _members(session, list_ids) - _members_left_out(session, list_ids)
+        query = audience_query(list_ids, segment)
+        return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
 
 
 def _in_lists(list_ids: list[int]) -> list[Any]:
@@ -111,23 +113,24 @@ def _members(session: Session, list_ids: list[int]) -> int:
 
 
 def _members_left_out(session: Session, list_ids: list[int]) -> int:
-    """Members the audience leaves out: not active (`ix_subscribers_not_active`, a partial
-    index of the few), or with a suppressed address (each suppression looked up by
-    `email_key`)."""
-    left_out = union(
-        select(Subscriber.id).where(Subscriber.status != SubscriberStatus.active),
-        select(Subscriber.id).join(
-            Suppression, func.lower(Suppression.email) == Subscriber.email_key
-        ).where(Suppression.email != ""),
-    ).subquery()
-    # A scalar subquery with LIMIT is run per left-out person (a probe of the unique
-    # (subscriber_id, list_id) index); an EXISTS would be planned as a hash join over
-    # every member of the lists, which is what this count avoids.
-    member = (select(literal(1)).where(Subscription.subscriber_id == left_out.c.id,
-                                       *_in_lists(list_ids))
-              .limit(1).scalar_subquery())
-    return int(session.scalar(
-        select(func.count()).select_from(left_out).where(member.is_not(None))) or 0)
+    """Members the audience leaves out: those with a suppressed address, then those not
+    active (`ix_subscribers_not_active`, a partial index of the few) whose address is not
+    suppressed, so that nobody is subtracted twice.
+
+    The suppressed members are found from the suppressions' side: each address looked up
+    in `ix_subscribers_email_key_prefix`, which carries the subscriber's id (index only),
+    and their membership probed in `ix_subscriptions_list_status_subscriber` (index
+    only). PostgreSQL splits that over parallel workers, and the GROUP BY (not a
+    DISTINCT, which it would not split) counts a person once however many suppressions
+    name them."""
+    member = exists().where(Subscription.subscriber_id == Subscriber.id, *_in_lists(list_ids))
+    address = and_(Suppression.email != "", func.lower(Suppression.email) == Subscriber.email_key)
+    suppressed = (select(Subscriber.id).select_from(Suppression).join(Subscriber, address)
+                  .where(member).group_by(Subscriber.id).subquery())
+    inactive = select(func.count()).select_from(Subscriber).where(
+        Subscriber.status != SubscriberStatus.active, member, ~exists().where(address))
+    return (int(session.scalar(select(func.count()).select_from(suppressed)) or 0)
+            + int(session.scalar(inactive) or 0))
 
 
 def audience_count(session: Session, campaign: Campaign) -> int:
