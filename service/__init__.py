@@ -132,14 +132,18 @@ def _register_cli(app: Flask) -> None:
 
 def _recover_when_embedded(app: Flask, settings: Settings) -> None:
     """In the embedded mode no worker runs recovery passes: the first request starts the
-    campaign watchdog (now, and every lease while a campaign sends) and looks for
-    interrupted imports (now, and once more when a restarted one's lease has run out)."""
+    campaign watchdog (now, and every lease while a campaign sends), looks for
+    interrupted imports (now, and once more when a restarted one's lease has run out) and
+    sends the confirmation mails a restart left queued (now, and once more when the claims
+    of the process before have run out)."""
     from .queue import embedded_recovery
+    from .subscriptions.confirmations import CLAIM_SECONDS, SEND_DUE
 
     embedded_recovery(app, "campaigns", "service.jobs.campaigns.watchdog")
     embedded_recovery(app, "imports", "service.jobs.imports.recover",
                       again_after=settings.import_lease_seconds + 1)
     embedded_recovery(app, "outgoing", "service.jobs.outgoing.sweep_at_start")
+    embedded_recovery(app, "confirmations", SEND_DUE, again_after=CLAIM_SECONDS + 1)
 
 
 main = FlaskGroup(create_app=lambda: create_app(),
