@@ -3,7 +3,7 @@
 A signup queues no job. The transaction that records it writes the mail's
 `confirmation_mails` row with `not_before` = now, and every worker's watch pass (every
 few seconds, `worker.py`) claims the rows that are due and sends them. The request does
-one thing less (queueing an RQ job was an eighth of a signup's CPU, `docs/benchmarks.md`),
+one thing less (queueing an RQ job was 15 % of a signup's web CPU, `docs/benchmarks.md`),
 and a mail whose row is committed cannot be lost between the commit and Redis: there is
 no job to lose.
 
