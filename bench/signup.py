@@ -144,6 +144,22 @@ def describe(name: str, r: Result) -> str:
             f"max {lat[-1] * 1000:6.0f} ms   statuses {dict(sorted(r.statuses.items()))}")
 
 
+def start_app(procs: harness.Processes, url: str, redis_url: str,
+              args: argparse.Namespace) -> dict[str, str]:
+    """gunicorn (`args.workers` sync workers) on `args.port`, the per-IP limit raised out of
+    the way; once it answers, the environment it was started with (for the sink and the
+    workers)."""
+    env = harness.worker_env(url, redis_url, args.port + 1,
+                             SIGNUP_RATE_LIMIT="100000000/minute",
+                             FORM_ALLOWED_ORIGINS="https://www.example.org")
+    gunicorn = procs.start("gunicorn", [
+        str(harness.BIN / "gunicorn"), "-w", str(args.workers),
+        "--log-level", "warning", "--timeout", "120", "--backlog", "2048",
+        "-b", f"127.0.0.1:{args.port}", "service:create_app()"], env)
+    harness.wait_http(args.port, "/healthz", gunicorn)
+    return env
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=10_000)
@@ -178,15 +194,7 @@ def main() -> int:
             harness.redis_database("signup") as redis_url:
         procs = harness.Processes(Path(tmp))
         try:
-            env = harness.worker_env(url, redis_url, args.port + 1,
-                                     SIGNUP_RATE_LIMIT="100000000/minute",
-                                     FORM_ALLOWED_ORIGINS="https://www.example.org")
-            gunicorn = procs.start("gunicorn", [
-                str(harness.BIN / "gunicorn"), "-w", str(args.workers),
-                "--log-level", "warning", "--timeout", "120", "--backlog", "2048",
-                "-b", f"127.0.0.1:{args.port}",
-                "service:create_app()"], env)
-            harness.wait_http(args.port, "/healthz", gunicorn)
+            env = start_app(procs, url, redis_url, args)
             if args.worker:
                 sink = procs.start(
                     "sink", harness.sink_command(args.port + 1, "--no-content"), env)
@@ -251,14 +259,7 @@ def during_campaign(args: argparse.Namespace) -> int:
         app = None
         try:
             seed(url, args.campaign_size, 0.0)
-            env = harness.worker_env(url, redis_url, args.port + 1,
-                                     SIGNUP_RATE_LIMIT="100000000/minute",
-                                     FORM_ALLOWED_ORIGINS="https://www.example.org")
-            gunicorn = procs.start("gunicorn", [
-                str(harness.BIN / "gunicorn"), "-w", str(args.workers),
-                "--log-level", "warning", "--timeout", "120", "--backlog", "2048",
-                "-b", f"127.0.0.1:{args.port}", "service:create_app()"], env)
-            harness.wait_http(args.port, "/healthz", gunicorn)
+            env = start_app(procs, url, redis_url, args)
             slow = (["--fault-rate", "1", "--faults", "slow",
                      "--slow-seconds", str(args.sink_slow_ms / 1000)] if args.sink_slow_ms else [])
             sink = procs.start("sink", harness.sink_command(args.port + 1, "--count-only",
