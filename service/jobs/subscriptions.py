@@ -7,7 +7,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .. import db
@@ -23,10 +23,12 @@ log = logging.getLogger(__name__)
 
 
 def send_confirmation(subscriber_id: int, list_ids: list[int], mail_id: int | None = None) -> str:
-    """Mail the confirmation link for the lists still pending. Safe to run twice."""
+    """Mail the confirmation link for the lists still pending. Safe to run twice. Every
+    outcome is noted on the mail's row (`mail_id`), so that nothing claims it again."""
     session = db.session()
     subscriber = session.get(Subscriber, subscriber_id)
     if subscriber is None:
+        _record(mail_id, "subscriber gone")
         return "subscriber gone"
     pending = list(
         session.scalars(
@@ -38,6 +40,7 @@ def send_confirmation(subscriber_id: int, list_ids: list[int], mail_id: int | No
         )
     )
     if not pending:
+        _record(mail_id, "nothing pending")
         return "nothing pending"
     ids = [s.list_id for s in pending]
     mail = _mail_to(
@@ -77,7 +80,6 @@ def _send_claimed(session: Session, due: confirmations.Due) -> str:
             log.exception("confirmation mail %s could not be sent", due.mail_id)
         again = confirmations.try_again(session, due, str(exc) or type(exc).__name__)
         return "to retry" if again else "failed"
-    confirmations.finish(session, due.mail_id, outcome)
     if outcome.startswith(("sent", "failed")):
         return outcome.split(" ", 1)[0].rstrip(":")
     return "skipped"  # nothing pending any more, or the person was erased
@@ -123,11 +125,13 @@ def _send_and_record(
 
 
 def _record(mail_id: int | None, result: str) -> None:
+    """Note `result` on the mail's row (one UPDATE: a sweep records every mail it sends)."""
+    if mail_id is None:
+        return
     session = db.session()
-    row = session.get(ConfirmationMail, mail_id) if mail_id is not None else None
-    if row is not None:
-        row.result = result[:200]
-        session.commit()
+    session.execute(update(ConfirmationMail).where(ConfirmationMail.id == mail_id)
+                    .values(result=result[:200]).execution_options(synchronize_session=False))
+    session.commit()
 
 
 def send_preferences_link(subscriber_id: int, mail_id: int | None = None) -> str:

@@ -8,11 +8,11 @@ and a mail whose row is committed cannot be lost between the commit and Redis: t
 no job to lose.
 
 A claim moves the row's `not_before` a lease ahead (`CLAIM_SECONDS`) and counts the
-attempt, in one UPDATE that concurrent workers skip past; the mail's outcome then replaces
-`queued` in `result`. A worker killed between the two leaves the row queued, and it is
-claimed again once the lease has run out (one duplicate mail at most). A transient
-refusal puts the row back with the transactional back-off (`MAIL_RETRY`); after the last
-one it is recorded as failed.
+attempt, in one UPDATE that concurrent workers skip past; the sender then notes the mail's
+outcome in `result` in place of `queued`. A worker killed between the two leaves the row
+queued, and it is claimed again once the lease has run out (one duplicate mail at most).
+A transient refusal puts the row back with the transactional back-off (`MAIL_RETRY`);
+after the last one it is recorded as failed.
 """
 
 from __future__ import annotations
@@ -76,22 +76,10 @@ def claim_due(session: Session, limit: int = CLAIM_BATCH, now: datetime | None =
     )
 
 
-def finish(session: Session, mail_id: int, outcome: str) -> None:
-    """Record `outcome` on a claimed row that the sender left queued (nothing was pending
-    any more, say), so that it is not claimed again."""
-    session.execute(
-        update(ConfirmationMail)
-        .where(ConfirmationMail.id == mail_id, ConfirmationMail.result == QUEUED)
-        .values(result=outcome[:200])
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
-
-
-def try_again(session: Session, due: Due, error: str, now: datetime | None = None) -> bool:
+def try_again(session: Session, due: Due, error: str) -> bool:
     """After a transient refusal: back in the queue after the next pause of `MAIL_RETRY`,
     or failed for good after the last one. True if it will be tried again."""
-    now = now or utcnow()
+    now = utcnow()
     row = update(ConfirmationMail).where(ConfirmationMail.id == due.mail_id,
                                          ConfirmationMail.result == QUEUED)
     again = due.attempts <= len(MAIL_RETRY)
