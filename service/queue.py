@@ -105,8 +105,6 @@ class TaskQueue:
         if self.local is not None:
             self.local.submit(request)
             return
-        if request.embedded_only:
-            return
         q = self.rq_queue(request.queue)
         options: dict[str, Any] = {"job_timeout": request.timeout, "result_ttl": 3600,
                                    "pipeline": pipeline}
@@ -251,9 +249,8 @@ def enqueue_after_commit(
     Domain modules name their jobs by dotted path (`"service.jobs.campaigns.send_batch"`),
     so they never import the job layer.
     """
-    session.info.setdefault("jobs_after_commit", []).append(
-        JobRequest(func, args, queue, job_id, retry_intervals, at, timeout, at_front)
-    )
+    _after_commit(session, JobRequest(func, args, queue, job_id, retry_intervals, at, timeout,
+                                      at_front))
 
 
 def wake_after_commit(session: Session, func: str, *, at: datetime | None = None) -> None:
@@ -261,7 +258,11 @@ def wake_after_commit(session: Session, func: str, *, at: datetime | None = None
     `at`), in the embedded mode only. With Redis, every worker runs such jobs in its watch
     pass every few seconds (`worker.py`), so a job per request would only cost the request
     a Redis round trip."""
-    request = JobRequest(func, (), at=at, embedded_only=True)
+    _after_commit(session, JobRequest(func, (), at=at, embedded_only=True))
+
+
+def _after_commit(session: Session, request: JobRequest) -> None:
+    """Hold `request` until `session` commits (`install_session_hooks` sends it then)."""
     session.info.setdefault("jobs_after_commit", []).append(request)
 
 

@@ -229,7 +229,7 @@ WITH new AS (
 )
 INSERT INTO confirmation_mails (subscriber_id, at, list_ids, result, not_before)
 SELECT id, :now, :list_key, 'queued', :now FROM new
-RETURNING id, subscriber_id""")
+RETURNING id""")
 
 
 def _signup_new_address_pg(session: Session, data: Validated, list_ids: list[int],
@@ -240,8 +240,8 @@ def _signup_new_address_pg(session: Session, data: Validated, list_ids: list[int
     usual case: the public lists came from the per-process copy), it runs in autocommit
     mode, which saves the BEGIN and the COMMIT round trips: two of a signup's five. It is
     still committed durably (`synchronous_commit` as configured) before the answer. When
-    it inserts nothing, the
-    session is rolled back (no round trip) so that the general path gets a transaction.
+    it inserts nothing, the session is rolled back (no round trip) so that the general
+    path gets a transaction.
     """
     autocommit = not session.in_transaction()
     if autocommit:
