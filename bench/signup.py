@@ -7,8 +7,8 @@ TEST_DATABASE_URL, default postgresql://postgres@127.0.0.1:5432/postgres), claim
 database of its own, and starts `gunicorn -w WORKERS 'service:create_app()'` on
 127.0.0.1:18320 with REDIS_URL set, so every signup goes through the per-IP rate limiter
 (Redis) and queues its confirmation mail (its `confirmation_mails` row, which the workers'
-watch pass sends). The per-IP limit is
-raised (SIGNUP_RATE_LIMIT) so that it never throttles the bench, which posts from one IP.
+watch pass sends). The per-IP limit is raised (SIGNUP_RATE_LIMIT) so that it never
+throttles the bench, which posts from one IP.
 
 CLIENTS concurrent clients (threads in two client processes, a new connection per
 request, as gunicorn's sync workers close it anyway) post REQUESTS signups with distinct

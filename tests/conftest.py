@@ -8,6 +8,7 @@ through `tests.factories`.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import secrets
@@ -230,10 +231,7 @@ def run_jobs(app: Flask) -> Callable[..., None]:
     """`run_jobs()`: every queued job run to completion (`tests.support.run_jobs_of`);
     `run_jobs(due_within=60)` fast-forwards the clock by a minute."""
 
-    def run(*, due_within: float = 0.0) -> None:
-        run_jobs_of(app, due_within=due_within)
-
-    return run
+    return functools.partial(run_jobs_of, app)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 
 import pytest
@@ -76,8 +77,8 @@ def test_list_unsubscribe_headers(app, pat):
 def test_old_key_works_while_in_fallbacks_and_not_after(make_app, sink):
     old = make_app(secret_key="key-2025")
     with old.app_context():
-        pat = signed_up(old.test_client(), _runner(old), sink, "pat@example.org",
-                        ["newsletter", "action-alerts"])
+        pat = signed_up(old.test_client(), functools.partial(run_jobs_of, old), sink,
+                        "pat@example.org", ["newsletter", "action-alerts"])
         news = path_of(unsubscribe_url(pat.id, list_ids("newsletter")))
         alerts = path_of(unsubscribe_url(pat.id, list_ids("action-alerts")))
         subscriber_id = pat.id
@@ -103,10 +104,6 @@ def test_old_key_works_while_in_fallbacks_and_not_after(make_app, sink):
         fresh = path_of(unsubscribe_url(subscriber_id, list_ids("action-alerts")))
     with retired.app_context():
         assert retired.test_client().get(fresh).status_code == 200
-
-
-def _runner(app):
-    return lambda: run_jobs_of(app)
 
 
 def test_batch_links_are_the_same_tokens_as_one_at_a_time(app, monkeypatch):
