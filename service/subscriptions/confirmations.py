@@ -50,7 +50,13 @@ class Due:
 def queue(session: Session, mail: ConfirmationMail) -> None:
     """Make `mail` (a new row in the caller's transaction) due now."""
     mail.not_before = utcnow()
-    wake_after_commit(session, SEND_DUE)
+    wake(session)
+
+
+def wake(session: Session, at: datetime | None = None) -> None:
+    """Have the due rows sent once the caller commits (or at `at`): in the embedded mode
+    its job thread runs the sweep; with Redis the workers' watch pass does anyway."""
+    wake_after_commit(session, SEND_DUE, at=at)
 
 
 def claim_due(session: Session, limit: int = CLAIM_BATCH, now: datetime | None = None
@@ -86,7 +92,7 @@ def try_again(session: Session, due: Due, error: str) -> bool:
     if again:
         when = now + timedelta(seconds=MAIL_RETRY[due.attempts - 1])
         row = row.values(not_before=when)
-        wake_after_commit(session, SEND_DUE, at=when)
+        wake(session, at=when)
     else:
         row = row.values(result=f"failed after {due.attempts} attempts: {error}"[:200])
     session.execute(row.execution_options(synchronize_session=False))

@@ -31,7 +31,7 @@ from ..models import (
 from ..observability import metrics
 from ..outbound import SUBSCRIBER_CONFIRMED, emit_for_subscriber
 from ..postal import normalise_postal_code, place_columns
-from ..queue import MAIL_RETRY, enqueue_after_commit, wake_after_commit
+from ..queue import MAIL_RETRY, enqueue_after_commit
 from ..subscribers import (
     Evidence,
     consent_fields,
@@ -258,7 +258,7 @@ def _signup_new_address_pg(session: Session, data: Validated, list_ids: list[int
         if autocommit:
             session.rollback()
         return False
-    wake_after_commit(session, confirmations.SEND_DUE)
+    confirmations.wake(session)  # the statement wrote the row due now
     return True
 
 
